@@ -23,8 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drivelab", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    bench = subparsers.add_parser("bench", help="benchmarks: throughput, training suites, perception")
+    bench_subparsers = bench.add_subparsers(dest="bench", required=True)
     for module in COMMAND_MODULES:
         module.register(subparsers)
+        if hasattr(module, "register_bench"):
+            module.register_bench(bench_subparsers)
     return parser
 
 

@@ -1,0 +1,148 @@
+"""Environment throughput: highway-env vs drivelab's batched backend, in one invocation.
+
+Measures env-steps/s of highway-env 1.12.1 with its Kinematics and GrayscaleObservation
+observations (one env, the way it is usually stepped) and of drivelab's batched backend with
+native kinematics and with camera frames (4x64x128), on highway-fast and highway, all with
+seeded uniform random actions; prints a table with the ratios and writes JSON with machine info.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+import drivelab.envs as de
+from drivelab.benchmarks.machine import machine_info, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+# highway-env's GrayscaleObservation as its documentation configures it: 128x64, 4 frames.
+HIGHWAY_ENV_GRAYSCALE = {
+    "type": "GrayscaleObservation",
+    "observation_shape": (128, 64),
+    "stack_size": 4,
+    "weights": [0.2989, 0.5870, 0.1140],
+    "scaling": 1.75,
+}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    scenario: str
+    runner: str
+    observation: str
+    num_envs: int
+    env_steps: int
+    seconds: float
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.env_steps / self.seconds
+
+
+def measure_highway_env(scenario: str, observation: str, seconds: float, seed: int = 0) -> Measurement:
+    """Step one highway-env env with random actions for about ``seconds``."""
+    import highway_env  # noqa: F401
+
+    config = {"observation": HIGHWAY_ENV_GRAYSCALE} if observation == "grayscale" else {}
+    env = gymnasium.make(f"{scenario}-v0", config=config)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return Measurement(scenario, "highway-env", observation, 1, steps, elapsed)
+
+
+def measure_drivelab(scenario: str, observation: str, num_envs: int, seconds: float, seed: int = 0) -> Measurement:
+    """Step drivelab's batched backend with random actions for about ``seconds`` (after warm-up)."""
+    env = de.make(f"drivelab/{scenario}-v0", num_envs=num_envs, backend="envpool", observation=observation, seed=seed)
+    env.reset()
+    rng = np.random.default_rng(seed)
+    n = env.single_action_space.n
+    for _ in range(10):  # warm-up: compiled kernels, caches
+        env.step(rng.integers(0, n, num_envs))
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.step(rng.integers(0, n, num_envs))
+        steps += num_envs
+    elapsed = time.perf_counter() - start
+    env.close()
+    return Measurement(scenario, "drivelab-envpool", observation, num_envs, steps, elapsed)
+
+
+def run(scenarios: tuple[str, ...], num_envs: int, seconds: float, baseline_seconds: float) -> dict[str, Any]:
+    """Measure every runner on every scenario; returns the result record."""
+    rows: list[Measurement] = []
+    for scenario in scenarios:
+        for observation in ("kinematics", "grayscale"):
+            rows.append(measure_highway_env(scenario, observation, baseline_seconds))
+            log.info("%s highway-env %s: %.1f steps/s", scenario, observation, rows[-1].steps_per_s)
+        for observation in ("native", "camera"):
+            rows.append(measure_drivelab(scenario, observation, num_envs, seconds))
+            log.info("%s drivelab %s: %.0f steps/s", scenario, observation, rows[-1].steps_per_s)
+    table = []
+    for scenario in scenarios:
+        by = {(m.runner, m.observation): m.steps_per_s for m in rows if m.scenario == scenario}
+        table.append(
+            {
+                "scenario": scenario,
+                "highway_env_kinematics": by[("highway-env", "kinematics")],
+                "highway_env_grayscale": by[("highway-env", "grayscale")],
+                "drivelab_kinematics": by[("drivelab-envpool", "native")],
+                "drivelab_camera": by[("drivelab-envpool", "camera")],
+                "camera_vs_grayscale": by[("drivelab-envpool", "camera")] / by[("highway-env", "grayscale")],
+                "kinematics_vs_kinematics": by[("drivelab-envpool", "native")] / by[("highway-env", "kinematics")],
+            }
+        )
+    return {
+        "benchmark": "env-throughput",
+        "num_envs": num_envs,
+        "seconds_per_measurement": seconds,
+        "baseline_seconds_per_measurement": baseline_seconds,
+        "target": "camera >= 10,000 env-steps/s on highway-fast and >= 200x highway-env GrayscaleObservation",
+        "measurements": [dict(vars(m), steps_per_s=m.steps_per_s) for m in rows],
+        "table": table,
+        "machine": machine_info(),
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Markdown table of env-steps/s and ratios."""
+    lines = [
+        "| scenario | highway-env kinematics | highway-env grayscale | drivelab kinematics | drivelab camera 4x64x128 | camera / grayscale | kinematics / kinematics |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["table"]:
+        lines.append(
+            f"| {row['scenario']} | {row['highway_env_kinematics']:.1f} | {row['highway_env_grayscale']:.1f} | "
+            f"{row['drivelab_kinematics']:,.0f} | {row['drivelab_camera']:,.0f} | "
+            f"{row['camera_vs_grayscale']:,.0f}x | {row['kinematics_vs_kinematics']:,.0f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main(scenarios: tuple[str, ...], num_envs: int, seconds: float, baseline_seconds: float, out: Path) -> dict[str, Any]:
+    result = run(scenarios, num_envs, seconds, baseline_seconds)
+    write_json_atomic(out, result)
+    table = format_table(result)
+    md = out.with_suffix(".md")
+    tmp = md.with_name(f".{md.name}.tmp")
+    tmp.write_text(f"# Environment throughput (env-steps/s)\n\n`{result['machine']['command']}` on "
+                   f"{result['machine']['cpu']} ({result['machine']['cpu_affinity']} cores), commit "
+                   f"{result['machine']['git_commit']}\n\n{table}\n")
+    tmp.replace(md)
+    print(table)
+    print(f"wrote {out} and {md}")
+    return result

@@ -1,0 +1,257 @@
+"""Simulators behind the vector env: highway-env (reference) and EnvPool (batched C++).
+
+Both expose the same small interface to ``DrivingVectorEnv``:
+
+- ``reset(env_ids, seeds)`` -> native observations of those envs
+- ``step(actions)`` -> native observations, rewards, terminated, truncated (all envs)
+- ``states(env_ids)`` -> ``VehicleBatch`` of those envs
+- ``rasters(env_ids, metres_per_pixel)`` -> road raster of each env
+- ``success(env_ids, truncated)`` -> whether each finished episode succeeded
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from itertools import chain
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+
+from drivelab.envs.errors import BackendUnavailableError
+from drivelab.envs.road import RoadRaster, network_signature, rasterize_network
+from drivelab.envs.scenarios import Scenario
+from drivelab.envs.states import EGO, VehicleBatch, from_highway_env
+
+log = logging.getLogger(__name__)
+
+_RASTER_CACHE: dict[tuple, RoadRaster] = {}
+
+
+def cached_raster(network, metres_per_pixel: float) -> RoadRaster:
+    """The raster of a road network, drawn once per geometry and resolution."""
+    key = (network_signature(network), metres_per_pixel)
+    if key not in _RASTER_CACHE:
+        _RASTER_CACHE[key] = rasterize_network(network, metres_per_pixel)
+    return _RASTER_CACHE[key]
+
+
+class HighwayEnvSimulator:
+    """The reference backend: one highway-env environment per slot, stepped in turn."""
+
+    name = "highway-env"
+
+    def __init__(self, scenario: Scenario, num_envs: int, config: dict[str, Any]) -> None:
+        import highway_env  # noqa: F401  (registers the highway-env ids)
+
+        self.scenario = scenario
+        self.envs = [gymnasium.make(scenario.highway_env_id, config=config) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        first = self.envs[0]
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        self.dt = 1.0 / first.unwrapped.config["policy_frequency"]
+        self._obs = create_empty_array(self.single_observation_space, num_envs)
+        self._last_info: list[dict] = [{} for _ in range(num_envs)]
+
+    @property
+    def unwrapped(self) -> list:
+        return [env.unwrapped for env in self.envs]
+
+    def reset(self, env_ids: np.ndarray, seeds: list[int | None]) -> Any:
+        observations = []
+        for i, seed in zip(env_ids, seeds):
+            obs, info = self.envs[i].reset(seed=seed)
+            self._last_info[i] = info
+            observations.append(obs)
+        return concatenate(self.single_observation_space, observations, create_empty_array(self.single_observation_space, len(observations)))
+
+    def step(self, actions: np.ndarray):
+        rewards = np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, bool)
+        truncated = np.zeros(self.num_envs, bool)
+        observations = []
+        for i, env in enumerate(self.envs):
+            obs, rewards[i], terminated[i], truncated[i], self._last_info[i] = env.step(actions[i])
+            observations.append(obs)
+        self._obs = concatenate(self.single_observation_space, observations, self._obs)
+        return self._obs, rewards, terminated, truncated
+
+    def states(self, env_ids: np.ndarray) -> VehicleBatch:
+        return from_highway_env([self.envs[i].unwrapped for i in env_ids])
+
+    def rasters(self, env_ids: np.ndarray, metres_per_pixel: float) -> list[RoadRaster]:
+        return [cached_raster(self.envs[i].unwrapped.road.network, metres_per_pixel) for i in env_ids]
+
+    def success(self, env_ids: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(env_ids), bool)
+        for k, i in enumerate(env_ids):
+            env = self.envs[i].unwrapped
+            ego = env.vehicle
+            kind = self.scenario.success
+            if kind == "survive":
+                out[k] = bool(truncated[k]) and not ego.crashed
+            elif kind == "is_success":
+                out[k] = bool(self._last_info[i].get("is_success", False))
+            elif self.scenario.name == "intersection":
+                out[k] = not ego.crashed and bool(env.has_arrived(ego))
+            elif self.scenario.name == "merge":
+                out[k] = not ego.crashed and ego.position[0] > 370
+            elif self.scenario.name == "exit":
+                out[k] = not ego.crashed and bool(env._is_success())
+        return out
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+# highway-env config key -> EnvPool spec key, for the keys EnvPool's port implements.
+_ENVPOOL_KEYS = {
+    "lanes_count": "lanes_count",
+    "vehicles_count": "vehicles_count",
+    "controlled_vehicles": "controlled_vehicles",
+    "initial_lane_id": "initial_lane_id",
+    "duration": "duration",
+    "ego_spacing": "ego_spacing",
+    "vehicles_density": "vehicles_density",
+    "collision_reward": "collision_reward",
+    "right_lane_reward": "right_lane_reward",
+    "high_speed_reward": "high_speed_reward",
+    "lane_change_reward": "lane_change_reward",
+    "normalize_reward": "normalize_reward",
+    "offroad_terminal": "offroad_terminal",
+    "simulation_frequency": "simulation_frequency",
+    "policy_frequency": "policy_frequency",
+}
+_ENVPOOL_EXTRA = ("reward_speed_range",)
+_LANE_WIDTH_M = 4.0  # highway-env StraightLane.DEFAULT_WIDTH
+
+
+def envpool_unsupported(scenario: Scenario, config: dict[str, Any]) -> str | None:
+    """Why EnvPool cannot run this scenario and config, or None when it can."""
+    try:
+        import envpool  # noqa: F401
+    except ImportError:
+        return "envpool is not installed (it ships Linux x86_64 wheels only)"
+    if scenario.envpool_id is None:
+        return f"drivelab's envpool backend does not support {scenario.env_id}"
+    unsupported = [k for k in config if k not in _ENVPOOL_KEYS and k not in _ENVPOOL_EXTRA]
+    if unsupported:
+        return f"EnvPool's port does not implement the config keys {unsupported}"
+    return None
+
+
+class EnvPoolSimulator:
+    """EnvPool 1.2.5's batched C++ port of highway-env (highway and highway-fast).
+
+    EnvPool fixes each env's seed when the pool is built, so ``reset`` with new seeds rebuilds
+    the pool with ``env_seed`` set; seeds of later, auto-reset episodes follow EnvPool's own
+    stream (deterministic given the pool's seeds).
+    """
+
+    name = "envpool"
+    _GET = operator.attrgetter("x", "y", "heading", "speed")
+    _GET_ALL = operator.attrgetter("x", "y", "heading", "speed", "crashed")
+
+    def __init__(self, scenario: Scenario, num_envs: int, config: dict[str, Any], seed: int = 0) -> None:
+        reason = envpool_unsupported(scenario, config)
+        if reason:
+            raise BackendUnavailableError(reason + "; use backend='highway-env' or 'auto'")
+        self.scenario = scenario
+        self.num_envs = num_envs
+        self._kwargs = {_ENVPOOL_KEYS[k]: v for k, v in config.items() if k in _ENVPOOL_KEYS}
+        if "reward_speed_range" in config:
+            low, high = config["reward_speed_range"]
+            self._kwargs.update(reward_speed_low=float(low), reward_speed_high=float(high))
+        if "initial_lane_id" in self._kwargs and self._kwargs["initial_lane_id"] is None:
+            self._kwargs["initial_lane_id"] = -1
+        self._build([seed + i for i in range(num_envs)])
+        spec = self.pool.spec.config
+        self.dt = 1.0 / spec.policy_frequency
+        self.single_observation_space = self.pool.observation_space
+        self.single_action_space = self.pool.action_space
+        self.lanes_count = int(spec.lanes_count)
+        self._others_collide = bool(spec.other_vehicles_check_collisions)
+        self._road = self._reference_network(self.lanes_count)
+        self._rasters: dict[float, RoadRaster] = {}
+
+    def _build(self, seeds: list[int]) -> None:
+        import envpool
+
+        kwargs = dict(self._kwargs)
+        if "duration" in kwargs or "policy_frequency" in kwargs:
+            spec = envpool.make_spec(self.scenario.envpool_id, **kwargs).config
+            kwargs["max_episode_steps"] = int(spec.duration * spec.policy_frequency)
+        self.pool = envpool.make_gymnasium(
+            self.scenario.envpool_id, num_envs=self.num_envs, env_seed=list(seeds), **kwargs
+        )
+
+    @staticmethod
+    def _reference_network(lanes_count: int):
+        # The same geometry highway-env builds for these scenarios, so both backends share rasters.
+        from highway_env.road.road import RoadNetwork
+
+        return RoadNetwork.straight_road_network(lanes_count, speed_limit=30)
+
+    def reset(self, env_ids: np.ndarray, seeds: list[int | None]) -> np.ndarray:
+        if len(env_ids) == self.num_envs and all(s is not None for s in seeds):
+            # Explicit seeds restart each env's random stream: only a new pool can do that.
+            self.pool.close()
+            self._build([int(s) for s in seeds])
+            obs, _ = self.pool.reset()
+            return obs
+        obs, _ = self.pool.reset(np.asarray(env_ids, np.int32))
+        return obs
+
+    def step(self, actions: np.ndarray):
+        obs, rewards, terminated, truncated, info = self.pool.step(actions.astype(np.int32, copy=False))
+        return obs, rewards.astype(np.float64), terminated, truncated
+
+    def states(self, env_ids: np.ndarray) -> VehicleBatch:
+        debug = self.pool.debug_states(np.asarray(env_ids, np.int32))
+        vehicles = [d.vehicles for d in debug]
+        slots = max(len(v) for v in vehicles)
+        batch = VehicleBatch.empty(len(vehicles), slots)
+        # Reading attributes of pybind objects is the cost here (~0.15 us each): read the
+        # crashed flag of other vehicles only where they can crash at all.
+        getter = self._GET_ALL if self._others_collide else self._GET
+        fields = 5 if self._others_collide else 4
+        if all(len(v) == slots for v in vehicles):
+            # One flat pass over the pybind objects; fromiter avoids nested Python lists.
+            flat = chain.from_iterable(chain.from_iterable(map(getter, v)) for v in vehicles)
+            values = np.fromiter(flat, np.float64, len(vehicles) * slots * fields).reshape(-1, slots, fields)
+            batch.present[:] = True
+        else:
+            values = np.zeros((len(vehicles), slots, fields))
+            for b, v in enumerate(vehicles):
+                values[b, : len(v)] = list(map(getter, v))
+                batch.present[b, : len(v)] = True
+        batch.x, batch.y, batch.heading, batch.speed = (values[..., k] for k in range(4))
+        if self._others_collide:
+            batch.crashed = values[..., 4] > 0.5
+        else:
+            batch.crashed[:, 0] = [v[0].crashed for v in vehicles]
+        batch.track_id[:] = np.arange(slots)
+        batch.class_id[:, 0] = EGO
+        # Straight parallel lanes of width 4 m from y = 0: highway-env's closest lane is the
+        # nearest lane centre, and a vehicle is on the road within half a lane of an edge lane.
+        lanes_count = self.lanes_count
+        batch.lane_index = np.clip(np.rint(batch.y / _LANE_WIDTH_M), 0, lanes_count - 1).astype(np.int64)
+        batch.on_road = np.abs(batch.y - batch.lane_index * _LANE_WIDTH_M) <= _LANE_WIDTH_M / 2
+        batch.lanes_count[:] = lanes_count
+        return batch
+
+    def rasters(self, env_ids: np.ndarray, metres_per_pixel: float) -> list[RoadRaster]:
+        if metres_per_pixel not in self._rasters:  # the road never changes within a pool
+            self._rasters[metres_per_pixel] = cached_raster(self._road, metres_per_pixel)
+        return [self._rasters[metres_per_pixel]] * len(env_ids)
+
+    def success(self, env_ids: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        # highway and highway-fast: survived to the time limit; a crash terminates instead.
+        return np.asarray(truncated, bool)
+
+    def close(self) -> None:
+        self.pool.close()

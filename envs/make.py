@@ -1,0 +1,97 @@
+"""``make``: build a batch of driving envs on the backend that fits the scenario and options."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from drivelab.envs.backends import EnvPoolSimulator, HighwayEnvSimulator, envpool_unsupported
+from drivelab.envs.camera import CameraConfig
+from drivelab.envs.config import dataclass_from_mapping, validate_env_config
+from drivelab.envs.errors import BackendUnavailableError, ConfigError
+from drivelab.envs.scenarios import get_scenario
+from drivelab.envs.vector import DrivingVectorEnv
+
+log = logging.getLogger("drivelab.envs")
+
+BACKENDS = ("auto", "envpool", "highway-env")
+OBSERVATIONS = ("native", "camera")
+
+
+def choose_backend(env_id: str, backend: str = "auto", config: Mapping[str, Any] | None = None) -> str:
+    """Resolve ``backend`` for a scenario and config: ``"envpool"`` or ``"highway-env"``.
+
+    Raises:
+        ConfigError: an unknown backend name.
+        BackendUnavailableError: ``"envpool"`` asked for where it cannot run.
+    """
+    scenario = get_scenario(env_id)
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "highway-env":
+        return backend
+    reason = envpool_unsupported(scenario, dict(config or {}))
+    if backend == "envpool":
+        if reason:
+            raise BackendUnavailableError(f"backend 'envpool' cannot run {env_id}: {reason}; use 'highway-env' or 'auto'")
+        return backend
+    if reason:
+        log.info("backend auto: using highway-env for %s (%s)", env_id, reason)
+        return "highway-env"
+    log.info("backend auto: using envpool for %s", env_id)
+    return "envpool"
+
+
+def make(
+    env_id: str,
+    num_envs: int = 1,
+    backend: str = "auto",
+    observation: str = "native",
+    config: Mapping[str, Any] | None = None,
+    camera: Mapping[str, Any] | CameraConfig | None = None,
+    seed: int | None = None,
+) -> DrivingVectorEnv:
+    """Make a batch of driving envs.
+
+    Args:
+        env_id: a drivelab id, e.g. ``"drivelab/highway-fast-v0"`` (see ``ENV_IDS``).
+        num_envs: batch size B.
+        backend: ``"auto"`` (EnvPool where it supports the scenario and config, else
+            highway-env; the choice is logged and kept in ``env.backend``), ``"envpool"`` or
+            ``"highway-env"``.
+        observation: ``"native"`` (the scenario's own, e.g. kinematics) or ``"camera"``.
+        config: highway-env config overrides, checked against the scenario's defaults.
+        camera: ``CameraConfig`` fields (observation ``"camera"`` only).
+        seed: seed of the first reset; env i gets ``seed + i``.
+
+    Returns:
+        A gymnasium ``VectorEnv`` with same-step autoreset.
+
+    Example:
+        >>> env = make("drivelab/highway-fast-v0", num_envs=4, observation="camera", seed=0)
+        >>> obs, info = env.reset()
+        >>> obs.shape
+        (4, 4, 64, 128)
+    """
+    scenario = get_scenario(env_id)
+    overrides = validate_env_config(scenario, config)
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
+    if observation not in OBSERVATIONS:
+        raise ConfigError(f"unknown observation {observation!r}; choose one of {', '.join(OBSERVATIONS)}")
+    if observation != "camera" and camera is not None:
+        raise ConfigError("camera settings were given but observation is not 'camera'")
+    camera_config = dataclass_from_mapping(CameraConfig, camera, "camera config") if observation == "camera" else None
+    chosen = choose_backend(env_id, backend, overrides)
+    if chosen == "envpool":
+        simulator = EnvPoolSimulator(scenario, num_envs, overrides, seed=seed or 0)
+    else:
+        simulator = HighwayEnvSimulator(scenario, num_envs, overrides)
+    return DrivingVectorEnv(simulator, scenario, observation, camera_config, seed=seed)
+
+
+def make_vector(num_envs: int = 1, **kwargs: Any) -> DrivingVectorEnv:
+    """Entry point for ``gymnasium.make_vec("drivelab/...-v0", num_envs=N, ...)``."""
+    kwargs.pop("max_episode_steps", None)  # the scenario's own duration decides
+    return make(num_envs=num_envs, **kwargs)

@@ -1,0 +1,71 @@
+"""The scenario table: every drivelab id, the highway-env id behind it, and what success means."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from drivelab.envs.errors import UnknownEnvError
+
+NAMESPACE = "drivelab"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One driving scenario.
+
+    Attributes:
+        name: short name, e.g. ``"highway-fast"``.
+        highway_env_id: the gymnasium id registered by highway-env 1.12.1.
+        envpool_id: EnvPool's task id when our envpool backend supports the scenario, else None.
+        success: ``"survive"`` (time limit reached without a crash), ``"arrive"`` (the scenario's
+            goal reached: intersection exit, end of the merge, exit ramp) or ``"is_success"``
+            (the env's own ``info["is_success"]``, parking).
+    """
+
+    name: str
+    highway_env_id: str
+    envpool_id: str | None
+    success: str
+
+    @property
+    def env_id(self) -> str:
+        return f"{NAMESPACE}/{self.name}-v0"
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.env_id: s
+    for s in (
+        Scenario("highway", "highway-v0", "highway-v0", "survive"),
+        Scenario("highway-fast", "highway-fast-v0", "highway-fast-v0", "survive"),
+        Scenario("merge", "merge-v0", None, "arrive"),
+        Scenario("roundabout", "roundabout-v0", None, "survive"),
+        Scenario("intersection", "intersection-v0", None, "arrive"),
+        Scenario("parking", "parking-v0", None, "is_success"),
+        Scenario("racetrack", "racetrack-v0", None, "survive"),
+        Scenario("exit", "exit-v0", None, "arrive"),
+        Scenario("two-way", "two-way-v0", None, "survive"),
+        Scenario("u-turn", "u-turn-v0", None, "survive"),
+        Scenario("lane-keeping", "lane-keeping-v0", None, "survive"),
+    )
+}
+ENV_IDS: tuple[str, ...] = tuple(SCENARIOS)
+
+
+def get_scenario(env_id: str) -> Scenario:
+    """Look up a scenario by its drivelab id.
+
+    Raises:
+        UnknownEnvError: naming the valid ids and the closest match.
+    """
+    if env_id in SCENARIOS:
+        return SCENARIOS[env_id]
+    candidates = list(ENV_IDS) + [s.highway_env_id for s in SCENARIOS.values()]
+    close = difflib.get_close_matches(str(env_id), candidates, n=1, cutoff=0.0)
+    hint = ""
+    if close:
+        match = close[0] if close[0] in SCENARIOS else f"{NAMESPACE}/{close[0]}"
+        hint = f" Did you mean {match!r}?"
+    raise UnknownEnvError(
+        f"unknown environment id {env_id!r}.{hint} Valid ids: {', '.join(ENV_IDS)}"
+    )

@@ -1,0 +1,212 @@
+"""``DrivingVectorEnv``: a gymnasium 1.x vector env over either simulator, with same-step autoreset.
+
+One step: the simulator steps every env; the ego states are sampled for the driving metrics;
+the camera draws all frames in one compiled call; finished envs are reset at once (same-step
+autoreset), their last observation kept in ``infos["final_obs"]`` and their driving metrics in
+``infos["driving"]``. On the envpool backend nothing here loops over envs in Python except
+reading EnvPool's per-env debug-state objects (the only API that exposes every vehicle).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from drivelab.envs.camera import BatchedCamera, CameraConfig
+from drivelab.envs.errors import ActionError
+from drivelab.envs.metrics import EpisodeTracker
+from drivelab.envs.scenarios import Scenario
+from drivelab.envs.states import VehicleBatch, replace_rows
+
+log = logging.getLogger(__name__)
+
+
+class DrivingVectorEnv(gymnasium.vector.VectorEnv):
+    """B driving environments stepped as one batch.
+
+    Attributes:
+        backend: ``"envpool"`` or ``"highway-env"``.
+        scenario: the ``Scenario`` being simulated.
+        dt: seconds per policy step.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        simulator: Any,
+        scenario: Scenario,
+        observation: str,
+        camera: CameraConfig | None,
+        seed: int | None = None,
+    ) -> None:
+        self.sim = simulator
+        self.scenario = scenario
+        self.backend = simulator.name
+        self.num_envs = simulator.num_envs
+        self.dt = simulator.dt
+        self.observation_mode = observation
+        self.camera_config = camera
+        self.single_action_space = simulator.single_action_space
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        if observation == "camera":
+            self.single_observation_space = spaces.Box(0, 255, camera.observation_shape, np.uint8)
+            self.camera = BatchedCamera(camera, self.num_envs)
+        else:
+            self.single_observation_space = simulator.single_observation_space
+            self.camera = None
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.tracker = EpisodeTracker(self.num_envs, self.dt)
+        self._all = np.arange(self.num_envs)
+        self._pending_seed = seed
+        self._states: VehicleBatch | None = None
+        self._rasters: list = []
+        self._native_obs: Any = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    def vehicle_states(self) -> VehicleBatch:
+        """Every vehicle of every env at the current step (slot 0 = ego)."""
+        if self._states is None:
+            raise RuntimeError("call reset() before vehicle_states()")
+        return self._states
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        """Reset every env. An int seed gives env i the seed ``seed + i``; a list, one per env."""
+        if seed is None:
+            seed, self._pending_seed = self._pending_seed, None
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = [int(s) for s in seed]
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
+        self._native_obs = self.sim.reset(self._all, seeds)
+        self._states = self.sim.states(self._all)
+        self.tracker.start(self._all, seeds, self._states)
+        if self.camera is not None:
+            self._rasters = self.sim.rasters(self._all, self.camera_config.metres_per_pixel)
+            self.camera.render(self._states, self._rasters, np.ones(self.num_envs, bool))
+        infos: dict[str, Any] = {}
+        self._add_ground_truth(infos)
+        return self._observation(), infos
+
+    def step(self, actions):
+        """Step every env; finished envs are reset in the same call (same-step autoreset)."""
+        actions = self._check_actions(actions)
+        native, rewards, terminated, truncated = self.sim.step(actions)
+        self._native_obs = native
+        states = self.sim.states(self._all)
+        self.tracker.update(rewards, states)
+        if self.camera is not None:
+            self.camera.render(states, self._rasters, np.zeros(self.num_envs, bool))
+        self._states = states
+        infos: dict[str, Any] = {}
+        done = terminated | truncated
+        if done.any():
+            observation = self._observation()
+            self._autoreset(np.flatnonzero(done), observation, truncated, infos)
+        self._add_ground_truth(infos)
+        return self._observation(), rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.sim.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _autoreset(self, ended: np.ndarray, observation: np.ndarray, truncated: np.ndarray, infos: dict) -> None:
+        final_obs = np.empty(self.num_envs, dtype=object)
+        for i in ended:
+            final_obs[i] = _take(observation, i)
+        mask = np.zeros(self.num_envs, bool)
+        mask[ended] = True
+        success = self.sim.success(ended, truncated[ended])
+        metrics = self.tracker.finish(ended, self._states.crashed[ended, 0], success)
+        driving = {}
+        for name, values in metrics.items():
+            column = np.zeros(self.num_envs, values.dtype)
+            column[ended] = values
+            driving[name] = column
+        new_obs = self.sim.reset(ended, [None] * len(ended))
+        _put(self._native_obs, ended, new_obs)
+        rows = self.sim.states(ended)
+        self._states = replace_rows(self._states, ended, rows)
+        self.tracker.start(ended, [None] * len(ended), rows)
+        if self.camera is not None:
+            rasters = self.sim.rasters(ended, self.camera_config.metres_per_pixel)
+            for k, i in enumerate(ended):
+                self._rasters[i] = rasters[k]
+            self.camera.render(rows, rasters, np.ones(len(ended), bool), env_ids=ended)
+        infos.update(
+            final_obs=final_obs, _final_obs=mask,
+            final_info={"driving": driving, "_driving": mask}, _final_info=mask,
+            driving=driving, _driving=mask,
+        )
+
+    def _observation(self):
+        if self.camera is not None:
+            return self.camera.observation()
+        return _copy(self._native_obs)
+
+    def _add_ground_truth(self, infos: dict) -> None:
+        if self.camera is not None and self.camera_config.ground_truth:
+            infos["ground_truth"] = self.camera.ground_truth(self._states)
+
+    def _check_actions(self, actions) -> np.ndarray:
+        space = self.single_action_space
+        array = np.asarray(actions)
+        n = self.num_envs
+        if isinstance(space, spaces.Discrete):
+            if array.shape == (n, 1):
+                array = array[:, 0]
+            if array.shape != (n,):
+                raise ActionError(
+                    f"{self.scenario.env_id} expects a batch of {n} discrete actions, shape ({n},); "
+                    f"got shape {array.shape}"
+                )
+            if array.dtype.kind not in "iu":
+                raise ActionError(
+                    f"{self.scenario.env_id} expects integer actions (0..{space.n - 1}); got dtype {array.dtype}"
+                )
+            if array.min() < space.start or array.max() >= space.start + space.n:
+                raise ActionError(
+                    f"{self.scenario.env_id} actions must lie in {space.start}..{space.start + space.n - 1}; "
+                    f"got {array.min()}..{array.max()}"
+                )
+            return array.astype(np.int64, copy=False)
+        if isinstance(space, spaces.Box):
+            expected = (n, *space.shape)
+            if array.shape != expected:
+                raise ActionError(f"{self.scenario.env_id} expects continuous actions of shape {expected}; got {array.shape}")
+            if array.dtype.kind != "f" or not np.all(np.isfinite(array)):
+                raise ActionError(f"{self.scenario.env_id} expects finite float actions; got dtype {array.dtype}")
+            return array
+        return array
+
+
+def _take(observation: Any, i: int) -> Any:
+    if isinstance(observation, dict):
+        return {k: _take(v, i) for k, v in observation.items()}
+    return observation[i].copy()
+
+
+def _put(observation: Any, env_ids: np.ndarray, values: Any) -> None:
+    if isinstance(observation, dict):
+        for k in observation:
+            _put(observation[k], env_ids, values[k])
+    else:
+        observation[env_ids] = values
+
+
+def _copy(observation: Any) -> Any:
+    if isinstance(observation, dict):
+        return {k: _copy(v) for k, v in observation.items()}
+    return np.array(observation, copy=True)

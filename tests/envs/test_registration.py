@@ -1,0 +1,123 @@
+"""Every id registers, passes gymnasium's env checker, and bad input fails clearly."""
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import drivelab.envs as de
+
+
+def test_every_highway_env_scenario_is_registered():
+    names = {i.split("/")[1].removesuffix("-v0") for i in de.ENV_IDS}
+    assert names == {
+        "highway", "highway-fast", "merge", "roundabout", "intersection", "parking",
+        "racetrack", "exit", "two-way", "u-turn", "lane-keeping",
+    }
+    for env_id in de.ENV_IDS:
+        assert env_id in gymnasium.registry
+
+
+@pytest.mark.parametrize("env_id", de.ENV_IDS)
+def test_check_env_reference_backend(env_id):
+    env = gymnasium.make(env_id, backend="highway-env")
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=3)
+    assert env.observation_space.contains(obs)
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        assert np.isfinite(reward)
+        if terminated or truncated:
+            break
+    env.close()
+
+
+def test_check_env_camera_observation():
+    env = gymnasium.make("drivelab/highway-fast-v0", observation="camera", backend="envpool")
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 64, 128) and obs.dtype == np.uint8
+
+
+def test_make_vec_uses_the_batched_vector_env():
+    env = gymnasium.make_vec("drivelab/highway-fast-v0", num_envs=3, observation="camera")
+    assert isinstance(env, de.DrivingVectorEnv)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, 4, 64, 128)
+    assert env.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.SAME_STEP
+
+
+def test_auto_backend_choice_is_reported(caplog):
+    with caplog.at_level("INFO", logger="drivelab.envs"):
+        env = de.make("drivelab/highway-fast-v0", num_envs=2)
+    assert env.backend == "envpool"
+    assert "using envpool" in caplog.text
+    with caplog.at_level("INFO", logger="drivelab.envs"):
+        env = de.make("drivelab/merge-v0", num_envs=1)
+    assert env.backend == "highway-env"
+    assert "using highway-env" in caplog.text
+
+
+def test_auto_falls_back_when_envpool_lacks_a_config_key(caplog):
+    with caplog.at_level("INFO", logger="drivelab.envs"):
+        env = de.make("drivelab/highway-fast-v0", config={"other_vehicles_type": "highway_env.vehicle.behavior.AggressiveVehicle"})
+    assert env.backend == "highway-env"
+    assert "other_vehicles_type" in caplog.text
+
+
+def test_unknown_env_id_lists_valid_ids_and_closest_match():
+    with pytest.raises(de.UnknownEnvError) as error:
+        de.make("drivelab/highway-fats-v0")
+    message = str(error.value)
+    assert "Did you mean 'drivelab/highway-fast-v0'" in message
+    assert "drivelab/roundabout-v0" in message
+
+
+def test_unknown_config_key_names_it_and_valid_keys():
+    with pytest.raises(de.ConfigError) as error:
+        de.make("drivelab/highway-fast-v0", config={"lanes_cnt": 3})
+    assert "'lanes_cnt'" in str(error.value) and "lanes_count" in str(error.value)
+
+
+def test_ill_typed_config_value():
+    with pytest.raises(de.ConfigError, match="lanes_count"):
+        de.make("drivelab/highway-fast-v0", config={"lanes_count": "three"})
+
+
+def test_bad_camera_config():
+    with pytest.raises(de.ConfigError, match="Valid keys"):
+        de.make("drivelab/highway-fast-v0", observation="camera", camera={"widht": 64})
+    with pytest.raises(de.ConfigError, match="color"):
+        de.make("drivelab/highway-fast-v0", observation="camera", camera={"color": "hsv"})
+    with pytest.raises(de.ConfigError, match="observation"):
+        de.make("drivelab/highway-fast-v0", observation="lidar")
+
+
+def test_backend_that_cannot_run_the_scenario():
+    with pytest.raises(de.BackendUnavailableError, match="highway-env"):
+        de.make("drivelab/roundabout-v0", backend="envpool")
+    with pytest.raises(de.BackendUnavailableError, match="other_vehicles_type"):
+        de.make("drivelab/highway-fast-v0", backend="envpool", config={"other_vehicles_type": "x"})
+    with pytest.raises(de.ConfigError, match="backend"):
+        de.make("drivelab/highway-fast-v0", backend="gpu")
+
+
+@pytest.mark.parametrize("backend", ["envpool", "highway-env"])
+def test_bad_actions_raise_action_error(backend):
+    env = de.make("drivelab/highway-fast-v0", num_envs=2, backend=backend, seed=0)
+    env.reset()
+    with pytest.raises(de.ActionError, match="shape"):
+        env.step(np.array([1, 1, 1]))
+    with pytest.raises(de.ActionError, match="integer"):
+        env.step(np.array([1.0, 1.0]))
+    with pytest.raises(de.ActionError, match="0..4"):
+        env.step(np.array([1, 7]))
+    env.step(np.array([1, 1]))  # still usable afterwards
+
+
+def test_continuous_action_shape_checked():
+    env = de.make("drivelab/racetrack-v0", num_envs=1, seed=0)
+    env.reset()
+    with pytest.raises(de.ActionError, match="shape"):
+        env.step(np.zeros((1, 3), np.float32))
