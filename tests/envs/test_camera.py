@@ -1,0 +1,149 @@
+"""The camera: exact boxes, pixels that belong to their vehicle, stack order, backend parity."""
+
+import numpy as np
+import pytest
+from highway_env.road.road import RoadNetwork
+
+import drivelab.envs as de
+from drivelab.envs.backends import cached_raster
+from drivelab.envs.camera import CAR_RGB, EGO_RGB, BatchedCamera, CameraConfig
+from drivelab.envs.road import MARKING_RGB, ROAD_RGB
+from drivelab.envs.states import VehicleBatch
+
+
+def hand_made_states(x, y, heading):
+    batch = VehicleBatch.empty(1, len(x))
+    batch.x[0], batch.y[0], batch.heading[0] = x, y, heading
+    batch.present[:] = True
+    batch.track_id[0] = np.arange(len(x))
+    batch.class_id[0, 0] = 1
+    return batch
+
+
+def render(states, config=CameraConfig(color="rgb", stack=1)):
+    raster = cached_raster(RoadNetwork.straight_road_network(3, speed_limit=30), config.metres_per_pixel)
+    camera = BatchedCamera(config, states.num_envs)
+    camera.render(states, [raster] * states.num_envs, np.ones(states.num_envs, bool))
+    return camera.observation(), camera.ground_truth(states), raster
+
+
+def test_boxes_closed_form_for_axis_aligned_vehicles():
+    # ego at x=100 m sits at 0.3 * 128 = 38.4 px -> snapped; a car 10 m ahead, one lane right
+    states = hand_made_states([100.0, 110.0, 90.0], [4.0, 8.0, 0.0], [0.0, 0.0, 0.0])
+    obs, truth, raster = render(states)
+    boxes = truth[0]["boxes"]
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    np.testing.assert_array_equal(widths, [10, 10, 10])  # 5 m / 0.5 m/px
+    np.testing.assert_array_equal(heights, [4, 4, 4])  # 2 m / 0.5 m/px
+    # one car is 20 px right and 8 px below the ego, the other 20 px left and 8 px above
+    np.testing.assert_array_equal(boxes[1, :2] - boxes[0, :2], [20, 8])
+    np.testing.assert_array_equal(boxes[2, :2] - boxes[0, :2], [-20, -8])
+    np.testing.assert_allclose(truth[0]["distances_m"], [0.0, np.hypot(10, 4), np.hypot(10, 4)])
+    np.testing.assert_array_equal(truth[0]["classes"], [1, 0, 0])
+    # ego centre projects to ego_position within the half pixel the grid snap allows
+    centre = (boxes[0, :2] + boxes[0, 2:]) / 2
+    np.testing.assert_allclose(centre, [0.3 * 128, 0.5 * 64], atol=0.5)
+
+
+def test_box_encloses_exactly_the_vehicle_pixels():
+    states = hand_made_states([100.0, 112.3, 91.7], [4.0, 7.1, 0.6], [0.0, 0.35, -0.2])
+    obs, truth, _ = render(states)
+    frame = obs[0].transpose(1, 2, 0)  # (H, W, 3)
+    for box, cls in zip(truth[0]["boxes"], truth[0]["classes"]):
+        colour = EGO_RGB if cls == 1 else CAR_RGB
+        mask = np.all(frame == colour, axis=-1)
+        x1, y1, x2, y2 = box
+        inside = mask[y1:y2, x1:x2]
+        # every edge row and column of the box holds a vehicle pixel (tight) ...
+        assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
+    # ... and no vehicle pixel lies outside every box (complete)
+    car_mask = np.all(frame == CAR_RGB, axis=-1)
+    covered = np.zeros_like(car_mask)
+    for x1, y1, x2, y2 in truth[0]["boxes"][truth[0]["classes"] == 0]:
+        covered[y1:y2, x1:x2] = True
+    assert not (car_mask & ~covered).any()
+
+
+def test_boxes_clip_at_the_frame_border():
+    # 0.3 * 64 m = 19.2 m are visible behind the ego: a car 18 m behind sticks out of the left edge
+    states = hand_made_states([100.0, 82.0], [4.0, 4.0], [0.0, 0.0])
+    _, truth, _ = render(states)
+    box = truth[0]["boxes"][1]
+    assert box[0] == 0 and 0 < box[2] < 10
+    states = hand_made_states([100.0, 60.0], [4.0, 4.0], [0.0, 0.0])
+    _, truth, _ = render(states)
+    assert len(truth[0]["boxes"]) == 1  # 40 m behind: only the ego is visible
+
+
+@pytest.mark.parametrize("backend", ["envpool", "highway-env"])
+def test_live_boxes_match_projected_positions_and_pixels(backend):
+    env = de.make("drivelab/highway-fast-v0", num_envs=2, backend=backend, observation="camera", seed=3,
+                  camera={"color": "rgb", "ground_truth": True})
+    obs, infos = env.reset()
+    config = env.camera_config
+    for _ in range(4):
+        obs, _, _, _, infos = env.step(np.ones(2, np.int64))
+    states = env.vehicle_states()
+    checked = 0
+    for b, truth in enumerate(infos["ground_truth"]):
+        frame = obs[b, -3:].transpose(1, 2, 0)
+        ego_box = truth["boxes"][truth["classes"] == 1][0]
+        ego_centre = (ego_box[:2] + ego_box[2:]) / 2
+        for box, track in zip(truth["boxes"], truth["track_ids"]):
+            slot = np.flatnonzero(states.track_id[b] == track)[0]
+            if box[0] == 0 or box[1] == 0 or box[2] == config.width or box[3] == config.height:
+                continue  # clipped at the border: its centre is not the vehicle's
+            expected = ego_centre + (np.array([states.x[b, slot], states.y[b, slot]]) - [states.x[b, 0], states.y[b, 0]]) / config.metres_per_pixel
+            np.testing.assert_allclose((box[:2] + box[2:]) / 2, expected, atol=1.0)
+            x1, y1, x2, y2 = box
+            colour = EGO_RGB if slot == 0 else CAR_RGB
+            assert np.all(frame[y1:y2, x1:x2] == colour) or abs(states.heading[b, slot]) > 1e-3
+            checked += 1
+    assert checked >= 4
+
+
+def test_frame_stack_is_oldest_to_newest_and_frames_are_not_blank():
+    env = de.make("drivelab/highway-fast-v0", num_envs=2, observation="camera", seed=0)
+    previous, _ = env.reset()
+    assert not previous[:, :3].any()  # history is empty after reset
+    for _ in range(5):
+        obs, _, terminated, truncated, _ = env.step(np.full(2, 3, np.int64))
+        for b in np.flatnonzero(~(terminated | truncated)):
+            np.testing.assert_array_equal(obs[b, :3], previous[b, 1:])
+        previous = obs
+    newest = obs[:, -1]
+    gray_road = int(round(0.2989 * ROAD_RGB[0] + 0.587 * ROAD_RGB[1] + 0.114 * ROAD_RGB[2]))
+    assert (newest == gray_road).mean() > 0.1
+    assert (newest == 255).any()  # lane markings
+    assert len(np.unique(newest)) >= 4  # off-road, road, markings, vehicles
+
+
+def test_both_backends_render_the_same_frame_for_the_same_states():
+    reference = de.make("drivelab/highway-fast-v0", backend="highway-env", observation="camera", seed=4)
+    batched = de.make("drivelab/highway-fast-v0", backend="envpool", observation="camera", seed=4)
+    reference.reset()
+    batched.reset()
+    for _ in range(3):
+        obs_ref, *_ = reference.step(np.ones(1, np.int64))
+    states = reference.vehicle_states()
+    rasters_ref = reference.sim.rasters(np.arange(1), 0.5)
+    rasters_pool = batched.sim.rasters(np.arange(1), 0.5)
+    np.testing.assert_array_equal(rasters_ref[0].rgb, rasters_pool[0].rgb)
+    cameras = [BatchedCamera(reference.camera_config, 1) for _ in range(2)]
+    frames = []
+    for camera, rasters in zip(cameras, (rasters_ref, rasters_pool)):
+        camera.render(states, rasters, np.ones(1, bool))
+        frames.append(camera.observation())
+    np.testing.assert_array_equal(frames[0], frames[1])
+    np.testing.assert_array_equal(frames[0][0, -1], obs_ref[0, -1])
+
+
+def test_resolution_and_colour_options():
+    env = de.make("drivelab/highway-fast-v0", num_envs=1, observation="camera", seed=0,
+                  camera={"width": 96, "height": 48, "metres_per_pixel": 0.25, "color": "rgb", "stack": 2, "ground_truth": True})
+    obs, infos = env.reset()
+    assert obs.shape == (1, 6, 48, 96)
+    ego_box = infos["ground_truth"][0]["boxes"][0]
+    assert ego_box[2] - ego_box[0] == 20 and ego_box[3] - ego_box[1] == 8  # 5 m x 2 m at 0.25 m/px
+    frame = obs[0, 3:].transpose(1, 2, 0)
+    assert np.all(frame == MARKING_RGB, axis=-1).any()
