@@ -139,9 +139,9 @@ def main(scenarios: tuple[str, ...], num_envs: int, seconds: float, baseline_sec
     table = format_table(result)
     md = out.with_suffix(".md")
     tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text(f"# Environment throughput (env-steps/s)\n\n`{result['machine']['command']}` on "
-                   f"{result['machine']['cpu']} ({result['machine']['cpu_affinity']} cores), commit "
-                   f"{result['machine']['git_commit']}\n\n{table}\n")
+    machine = result["machine"]
+    tmp.write_text(f"Env-steps/s, `{machine['command']}` on {machine['cpu']} ({machine['cpu_affinity']} cores), "
+                   f"{result['num_envs']} envs, commit {machine['git_commit'][:12]}, {machine['timestamp_utc']}.\n\n{table}\n")
     tmp.replace(md)
     print(table)
     print(f"wrote {out} and {md}")

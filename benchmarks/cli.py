@@ -13,9 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from drivelab.envs.errors import DrivelabError
-from drivelab.benchmarks import cli_env
+from drivelab.benchmarks import cli_env, readme_tables
+from drivelab.benchmarks import cli_perception
 
-COMMAND_MODULES = [cli_env]
+COMMAND_MODULES = [cli_env, readme_tables, cli_eval, cli_perception]
 
 
 def build_parser() -> argparse.ArgumentParser:
