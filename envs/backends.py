@@ -47,6 +47,7 @@ class HighwayEnvSimulator:
         import highway_env  # noqa: F401  (registers the highway-env ids)
 
         self.scenario = scenario
+        self.config = config
         self.envs = [gymnasium.make(scenario.highway_env_id, config=config) for _ in range(num_envs)]
         self.num_envs = num_envs
         first = self.envs[0]
@@ -161,6 +162,7 @@ class EnvPoolSimulator:
         if reason:
             raise BackendUnavailableError(reason + "; use backend='highway-env' or 'auto'")
         self.scenario = scenario
+        self.config = config
         self.num_envs = num_envs
         self._kwargs = {_ENVPOOL_KEYS[k]: v for k, v in config.items() if k in _ENVPOOL_KEYS}
         if "reward_speed_range" in config:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 
 class DrivelabError(Exception):
     """Base class: something the user can fix; the message says what and how."""
@@ -21,3 +25,20 @@ class BackendUnavailableError(DrivelabError, RuntimeError):
 
 class ActionError(DrivelabError, ValueError):
     """An action batch of the wrong shape, dtype or range."""
+
+
+@contextlib.contextmanager
+def simulator_errors(backend: str, env_id: str, config: dict[str, Any]) -> Iterator[None]:
+    """Turn a failure deep inside highway-env or EnvPool into one readable ``ConfigError``.
+
+    Such failures come from values the type check lets through (``lanes_count=0``, say).
+    """
+    try:
+        yield
+    except DrivelabError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any simulator failure is reported the same way
+        raise ConfigError(
+            f"{backend} failed to run {env_id} with config {config or '{}'}: "
+            f"{type(error).__name__}: {error}. Check the config values against highway-env's defaults."
+        ) from error

@@ -9,7 +9,7 @@ from typing import Any
 from drivelab.envs.backends import EnvPoolSimulator, HighwayEnvSimulator, envpool_unsupported
 from drivelab.envs.camera import CameraConfig
 from drivelab.envs.config import dataclass_from_mapping, validate_env_config
-from drivelab.envs.errors import BackendUnavailableError, ConfigError
+from drivelab.envs.errors import BackendUnavailableError, ConfigError, simulator_errors
 from drivelab.envs.scenarios import get_scenario
 from drivelab.envs.vector import DrivingVectorEnv
 
@@ -84,10 +84,11 @@ def make(
         raise ConfigError("camera settings were given but observation is not 'camera'")
     camera_config = dataclass_from_mapping(CameraConfig, camera, "camera config") if observation == "camera" else None
     chosen = choose_backend(env_id, backend, overrides)
-    if chosen == "envpool":
-        simulator = EnvPoolSimulator(scenario, num_envs, overrides, seed=seed or 0)
-    else:
-        simulator = HighwayEnvSimulator(scenario, num_envs, overrides)
+    with simulator_errors(chosen, env_id, overrides):
+        if chosen == "envpool":
+            simulator = EnvPoolSimulator(scenario, num_envs, overrides, seed=seed or 0)
+        else:
+            simulator = HighwayEnvSimulator(scenario, num_envs, overrides)
     return DrivingVectorEnv(simulator, scenario, observation, camera_config, seed=seed)
 
 

@@ -19,7 +19,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from drivelab.envs.camera import BatchedCamera, CameraConfig
-from drivelab.envs.errors import ActionError
+from drivelab.envs.errors import ActionError, simulator_errors
 from drivelab.envs.metrics import EpisodeTracker
 from drivelab.envs.scenarios import Scenario
 from drivelab.envs.states import VehicleBatch, replace_rows
@@ -47,6 +47,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         seed: int | None = None,
     ) -> None:
         self.sim = simulator
+        self.sim_config = simulator.config
         self.scenario = scenario
         self.backend = simulator.name
         self.num_envs = simulator.num_envs
@@ -89,8 +90,9 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             seeds = [int(s) for s in seed]
             if len(seeds) != self.num_envs:
                 raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
-        self._native_obs = self.sim.reset(self._all, seeds)
-        self._states = self.sim.states(self._all)
+        with simulator_errors(self.backend, self.scenario.env_id, self.sim_config):
+            self._native_obs = self.sim.reset(self._all, seeds)
+            self._states = self.sim.states(self._all)
         self.tracker.start(self._all, seeds, self._states)
         if self.camera is not None:
             self._rasters = self.sim.rasters(self._all, self.camera_config.metres_per_pixel)

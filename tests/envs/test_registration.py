@@ -121,3 +121,10 @@ def test_continuous_action_shape_checked():
     env.reset()
     with pytest.raises(de.ActionError, match="shape"):
         env.step(np.zeros((1, 3), np.float32))
+
+
+@pytest.mark.parametrize("backend", ["envpool", "highway-env"])
+def test_values_the_simulator_rejects_become_config_errors(backend):
+    with pytest.raises(de.ConfigError, match="lanes_count"):
+        env = de.make("drivelab/highway-fast-v0", backend=backend, config={"lanes_count": 0})
+        env.reset(seed=0)
