@@ -43,12 +43,16 @@ class HighwayEnvSimulator:
 
     name = "highway-env"
 
-    def __init__(self, scenario: Scenario, num_envs: int, config: dict[str, Any]) -> None:
+    def __init__(
+        self, scenario: Scenario, num_envs: int, config: dict[str, Any], render_mode: str | None = None
+    ) -> None:
         import highway_env  # noqa: F401  (registers the highway-env ids)
 
         self.scenario = scenario
         self.config = config
-        self.envs = [gymnasium.make(scenario.highway_env_id, config=config) for _ in range(num_envs)]
+        # Some highway-env scenarios (lane-keeping) take no render_mode argument at all.
+        extra = {"render_mode": render_mode} if render_mode is not None else {}
+        self.envs = [gymnasium.make(scenario.highway_env_id, config=config, **extra) for _ in range(num_envs)]
         self.num_envs = num_envs
         first = self.envs[0]
         self.single_observation_space = first.observation_space
@@ -80,7 +84,8 @@ class HighwayEnvSimulator:
         self._obs = concatenate(self.single_observation_space, observations, self._obs)
         return self._obs, rewards, terminated, truncated
 
-    def states(self, env_ids: np.ndarray) -> VehicleBatch:
+    def states(self, env_ids: np.ndarray, ego_only: bool = False) -> VehicleBatch:
+        # Reading every vehicle costs little next to highway-env's own step: ego_only is moot.
         return from_highway_env([self.envs[i].unwrapped for i in env_ids])
 
     def rasters(self, env_ids: np.ndarray, metres_per_pixel: float) -> list[RoadRaster]:
@@ -212,15 +217,17 @@ class EnvPoolSimulator:
         obs, rewards, terminated, truncated, info = self.pool.step(actions.astype(np.int32, copy=False))
         return obs, rewards.astype(np.float64), terminated, truncated
 
-    def states(self, env_ids: np.ndarray) -> VehicleBatch:
+    def states(self, env_ids: np.ndarray, ego_only: bool = False) -> VehicleBatch:
+        """Vehicle states of some envs; ``ego_only`` reads slot 0 alone (all the metrics need)."""
         debug = self.pool.debug_states(np.asarray(env_ids, np.int32))
-        vehicles = [d.vehicles for d in debug]
+        vehicles = [d.vehicles[:1] for d in debug] if ego_only else [d.vehicles for d in debug]
         slots = max(len(v) for v in vehicles)
         batch = VehicleBatch.empty(len(vehicles), slots)
         # Reading attributes of pybind objects is the cost here (~0.15 us each): read the
         # crashed flag of other vehicles only where they can crash at all.
-        getter = self._GET_ALL if self._others_collide else self._GET
-        fields = 5 if self._others_collide else 4
+        read_crashed = self._others_collide or ego_only
+        getter = self._GET_ALL if read_crashed else self._GET
+        fields = 5 if read_crashed else 4
         if all(len(v) == slots for v in vehicles):
             # One flat pass over the pybind objects; fromiter avoids nested Python lists.
             flat = chain.from_iterable(chain.from_iterable(map(getter, v)) for v in vehicles)
@@ -232,7 +239,7 @@ class EnvPoolSimulator:
                 values[b, : len(v)] = list(map(getter, v))
                 batch.present[b, : len(v)] = True
         batch.x, batch.y, batch.heading, batch.speed = (values[..., k] for k in range(4))
-        if self._others_collide:
+        if read_crashed:
             batch.crashed = values[..., 4] > 0.5
         else:
             batch.crashed[:, 0] = [v[0].crashed for v in vehicles]

@@ -19,8 +19,10 @@ BACKENDS = ("auto", "envpool", "highway-env")
 OBSERVATIONS = ("native", "camera")
 
 
-def choose_backend(env_id: str, backend: str = "auto", config: Mapping[str, Any] | None = None) -> str:
-    """Resolve ``backend`` for a scenario and config: ``"envpool"`` or ``"highway-env"``.
+def choose_backend(
+    env_id: str, backend: str = "auto", config: Mapping[str, Any] | None = None, render_mode: str | None = None
+) -> str:
+    """Resolve ``backend`` for a scenario, config and render mode: ``"envpool"`` or ``"highway-env"``.
 
     Raises:
         ConfigError: an unknown backend name.
@@ -32,6 +34,8 @@ def choose_backend(env_id: str, backend: str = "auto", config: Mapping[str, Any]
     if backend == "highway-env":
         return backend
     reason = envpool_unsupported(scenario, dict(config or {}))
+    if render_mode is not None and not reason:
+        reason = "rendering the scene (render_mode) needs highway-env's renderer"
     if backend == "envpool":
         if reason:
             raise BackendUnavailableError(f"backend 'envpool' cannot run {env_id}: {reason}; use 'highway-env' or 'auto'")
@@ -51,6 +55,7 @@ def make(
     config: Mapping[str, Any] | None = None,
     camera: Mapping[str, Any] | CameraConfig | None = None,
     seed: int | None = None,
+    render_mode: str | None = None,
 ) -> DrivingVectorEnv:
     """Make a batch of driving envs.
 
@@ -64,6 +69,8 @@ def make(
         config: highway-env config overrides, checked against the scenario's defaults.
         camera: ``CameraConfig`` fields (observation ``"camera"`` only).
         seed: seed of the first reset; env i gets ``seed + i``.
+        render_mode: highway-env's ``"rgb_array"`` or ``"human"`` scene rendering (reference
+            backend only; ``env.sim.envs[i].render()`` draws env i).
 
     Returns:
         A gymnasium ``VectorEnv`` with same-step autoreset.
@@ -83,12 +90,12 @@ def make(
     if observation != "camera" and camera is not None:
         raise ConfigError("camera settings were given but observation is not 'camera'")
     camera_config = dataclass_from_mapping(CameraConfig, camera, "camera config") if observation == "camera" else None
-    chosen = choose_backend(env_id, backend, overrides)
+    chosen = choose_backend(env_id, backend, overrides, render_mode)
     with simulator_errors(chosen, env_id, overrides):
         if chosen == "envpool":
             simulator = EnvPoolSimulator(scenario, num_envs, overrides, seed=seed or 0)
         else:
-            simulator = HighwayEnvSimulator(scenario, num_envs, overrides)
+            simulator = HighwayEnvSimulator(scenario, num_envs, overrides, render_mode=render_mode)
     return DrivingVectorEnv(simulator, scenario, observation, camera_config, seed=seed)
 
 

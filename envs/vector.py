@@ -74,8 +74,10 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
 
     def vehicle_states(self) -> VehicleBatch:
         """Every vehicle of every env at the current step (slot 0 = ego)."""
-        if self._states is None:
+        if self._native_obs is None:
             raise RuntimeError("call reset() before vehicle_states()")
+        if self._states is None:  # read lazily when the camera did not need them this step
+            self._states = self.sim.states(self._all)
         return self._states
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
@@ -106,16 +108,17 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         actions = self._check_actions(actions)
         native, rewards, terminated, truncated = self.sim.step(actions)
         self._native_obs = native
-        states = self.sim.states(self._all)
+        # Without a camera only the ego is read: the metrics need nothing else.
+        states = self.sim.states(self._all, ego_only=self.camera is None)
         self.tracker.update(rewards, states)
         if self.camera is not None:
             self.camera.render(states, self._rasters, np.zeros(self.num_envs, bool))
-        self._states = states
+        self._states = states if self.camera is not None else None
         infos: dict[str, Any] = {}
         done = terminated | truncated
         if done.any():
             observation = self._observation()
-            self._autoreset(np.flatnonzero(done), observation, truncated, infos)
+            self._autoreset(np.flatnonzero(done), observation, states.crashed[:, 0], truncated, infos)
         self._add_ground_truth(infos)
         return self._observation(), rewards, terminated, truncated, infos
 
@@ -124,14 +127,16 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _autoreset(self, ended: np.ndarray, observation: np.ndarray, truncated: np.ndarray, infos: dict) -> None:
+    def _autoreset(
+        self, ended: np.ndarray, observation: Any, ego_crashed: np.ndarray, truncated: np.ndarray, infos: dict
+    ) -> None:
         final_obs = np.empty(self.num_envs, dtype=object)
         for i in ended:
             final_obs[i] = _take(observation, i)
         mask = np.zeros(self.num_envs, bool)
         mask[ended] = True
         success = self.sim.success(ended, truncated[ended])
-        metrics = self.tracker.finish(ended, self._states.crashed[ended, 0], success)
+        metrics = self.tracker.finish(ended, ego_crashed[ended], success)
         driving = {}
         for name, values in metrics.items():
             column = np.zeros(self.num_envs, values.dtype)
@@ -139,8 +144,9 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             driving[name] = column
         new_obs = self.sim.reset(ended, [None] * len(ended))
         _put(self._native_obs, ended, new_obs)
-        rows = self.sim.states(ended)
-        self._states = replace_rows(self._states, ended, rows)
+        rows = self.sim.states(ended, ego_only=self.camera is None)
+        if self._states is not None:
+            self._states = replace_rows(self._states, ended, rows)
         self.tracker.start(ended, [None] * len(ended), rows)
         if self.camera is not None:
             rasters = self.sim.rasters(ended, self.camera_config.metres_per_pixel)
