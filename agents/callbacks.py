@@ -1,0 +1,238 @@
+"""Stable-Baselines3 callbacks of a training run: metrics, progress bar, checkpoints, evaluation.
+
+Checkpoints and evaluations happen at the start of a rollout: at that point the algorithm has
+trained on every step counted in ``num_timesteps``, so a checkpoint is a consistent state to
+resume from (PPO's partial rollouts are never saved).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter
+from tqdm import tqdm
+
+from drivelab.agents.checkpoints import save_checkpoint
+from drivelab.agents.evaluation import EvalResult
+
+log = logging.getLogger("drivelab.agents")
+
+# SB3's own key prefixes -> the namespaces drivelab logs under (CleanRL-style).
+KEY_NAMESPACES = {"train/": "losses/", "rollout/": "charts/", "time/": "perf/"}
+
+
+def namespaced(key: str) -> str:
+    """``"train/value_loss"`` -> ``"losses/value_loss"``; drivelab keys pass through."""
+    for prefix, namespace in KEY_NAMESPACES.items():
+        if key.startswith(prefix):
+            return namespace + key[len(prefix):]
+    return key
+
+
+class NamespacedWriter(KVWriter):
+    """Renames SB3 keys into drivelab namespaces, then writes through another ``KVWriter``."""
+
+    def __init__(self, inner: KVWriter) -> None:
+        self.inner = inner
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        self.inner.write(
+            {namespaced(k): v for k, v in key_values.items()},
+            {namespaced(k): v for k, v in key_excluded.items()},
+            step,
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class JsonLinesWriter(KVWriter):
+    """Appends one JSON object per dump to ``metrics.jsonl`` (kept across resumes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "a")
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        row: dict[str, Any] = {"step": int(step)}
+        for key, value in sorted(key_values.items()):
+            if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                row[key] = float(value)
+        self.handle.write(json.dumps(row) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class EpisodeMetricsCallback(BaseCallback):
+    """Logs finished episodes (``charts/``) and throughput (``perf/sps``), dumping every N steps."""
+
+    def __init__(self, log_every_steps: int) -> None:
+        super().__init__()
+        self.log_every_steps = log_every_steps
+        self._episodes: dict[str, list[float]] = {"return": [], "length": [], "crashed": [], "mean_speed": []}
+        self._next_dump = 0
+        self._clock = (0.0, 0)
+
+    def _on_training_start(self) -> None:
+        self._next_dump = self.num_timesteps + self.log_every_steps
+        self._clock = (time.perf_counter(), self.num_timesteps)
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            driving = info.get("driving")
+            if driving is not None:
+                for key in self._episodes:
+                    self._episodes[key].append(float(driving[key]))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.num_timesteps >= self._next_dump:
+            self.dump()
+
+    def _on_training_end(self) -> None:
+        self.dump()
+
+    def dump(self) -> None:
+        """Record means since the last dump and write every logged value."""
+        now, steps = time.perf_counter(), self.num_timesteps
+        start_time, start_steps = self._clock
+        if now > start_time and steps > start_steps:
+            self.logger.record("perf/sps", (steps - start_steps) / (now - start_time))
+        self._clock = (now, steps)
+        if self._episodes["return"]:
+            self.logger.record("charts/episodic_return", float(np.mean(self._episodes["return"])))
+            self.logger.record("charts/episodic_length", float(np.mean(self._episodes["length"])))
+            self.logger.record("charts/crash_rate", float(np.mean(self._episodes["crashed"])))
+            self.logger.record("charts/mean_speed", float(np.mean(self._episodes["mean_speed"])))
+            self.logger.record("charts/episodes", len(self._episodes["return"]))
+            for values in self._episodes.values():
+                values.clear()
+        self.logger.record("perf/total_steps", steps)
+        self.logger.dump(step=steps)
+        self._next_dump = steps + self.log_every_steps
+
+
+class ProgressBarCallback(BaseCallback):
+    """tqdm bar over env steps: rate in env-steps/s, ETA, and the mean of recent returns."""
+
+    def __init__(self, total_steps: int, recent_episodes: int = 50) -> None:
+        super().__init__()
+        self.total_steps = total_steps
+        self.recent_returns: deque[float] = deque(maxlen=recent_episodes)
+        self.bar: tqdm | None = None
+        self._last_postfix = 0.0
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(
+            total=self.total_steps, initial=self.num_timesteps, unit="step", unit_scale=True,
+            dynamic_ncols=True, desc="train", smoothing=0.1,
+        )
+
+    def _on_step(self) -> bool:
+        assert self.bar is not None
+        for info in self.locals.get("infos", ()):
+            if "episode" in info:
+                self.recent_returns.append(float(info["episode"]["r"]))
+        self.bar.update(self.training_env.num_envs)
+        now = time.perf_counter()
+        if self.recent_returns and now - self._last_postfix > 1.0:
+            self.bar.set_postfix(ret=f"{np.mean(self.recent_returns):.2f}", refresh=False)
+            self._last_postfix = now
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class CheckpointCallback(BaseCallback):
+    """Saves a resumable checkpoint every ``every_steps`` env steps and at the end of training."""
+
+    def __init__(self, folder: Path, algo: str, every_steps: int) -> None:
+        super().__init__()
+        self.folder, self.algo, self.every_steps = folder, algo, every_steps
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps >= self._next:
+            self.save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self.save()
+
+    def save(self) -> None:
+        info = save_checkpoint(self.model, self.algo, self.folder)
+        log.debug("checkpoint at step %d in %s", info.step, info.folder)
+        self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps
+
+
+class PeriodicEvalCallback(BaseCallback):
+    """Evaluates the current policy on held-out seeds every N steps and keeps the best one.
+
+    Args:
+        evaluate: runs the evaluation for the current model and returns its result.
+        on_best: called with the result when the mean return beats every earlier evaluation.
+        every_steps: evaluation period in env steps (also evaluated once at the end).
+        history_path: JSON-lines file that receives every evaluation.
+    """
+
+    def __init__(
+        self,
+        evaluate: Callable[[], EvalResult],
+        on_best: Callable[[EvalResult], None],
+        every_steps: int,
+        history_path: Path,
+        best_mean_return: float = -np.inf,
+    ) -> None:
+        super().__init__()
+        self.evaluate, self.on_best = evaluate, on_best
+        self.every_steps, self.history_path = every_steps, history_path
+        self.best_mean_return = best_mean_return
+        self._next = 0
+        self._last_step = -1
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps >= self._next:
+            self.run()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        if self._last_step != self.num_timesteps:
+            self.run()
+
+    def run(self) -> None:
+        result = self.evaluate()
+        summary = {"step": int(self.num_timesteps), **result.summary()}
+        self.logger.record("eval/mean_return", summary["mean_return"])
+        self.logger.record("eval/crash_rate", summary["crash_rate"])
+        with open(self.history_path, "a") as handle:
+            handle.write(json.dumps(summary) + "\n")
+        if result.mean_return > self.best_mean_return:
+            self.best_mean_return = result.mean_return
+            self.on_best(result)
+        log.info(
+            "eval at step %d: return %.2f, crash rate %.2f (best %.2f)",
+            self.num_timesteps, result.mean_return, result.crash_rate, self.best_mean_return,
+        )
+        self._last_step = self.num_timesteps
+        self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps

@@ -1,0 +1,89 @@
+"""Which Stable-Baselines3 policy network a run uses, built from plain (JSON-able) settings.
+
+Training and export share these two functions, so an exported spec rebuilds exactly the network
+that was trained, without pickled classes: the camera encoder is always
+``drivelab.perception.extractor.EncoderExtractor``, the heads SB3's MLPs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy
+from stable_baselines3.dqn.policies import CnnPolicy as DQNCnnPolicy
+from stable_baselines3.dqn.policies import MlpPolicy as DQNMlpPolicy
+
+from drivelab.agents.configs import EncoderConfig
+from drivelab.agents.errors import ConfigError
+from drivelab.perception.extractor import EncoderExtractor
+
+
+class CameraActorCriticPolicy(ActorCriticCnnPolicy):
+    """SB3's CNN actor-critic with an orthogonal init that also works on channels-last weights.
+
+    drivelab encoders keep conv weights in NHWC (channels-last) memory for faster CPU
+    convolutions; SB3's ``init_weights`` reshapes weights with ``view`` and fails on them.
+    The initialisation itself (orthogonal, SB3's gains, zero bias) is unchanged.
+    """
+
+    @staticmethod
+    def init_weights(module: nn.Module, gain: float = 1) -> None:
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            fresh = torch.empty(module.weight.shape)  # contiguous copy to initialise
+            nn.init.orthogonal_(fresh, gain=gain)
+            with torch.no_grad():
+                module.weight.copy_(fresh)
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+POLICY_CLASSES: dict[tuple[str, str], type[BasePolicy]] = {
+    ("ppo", "cnn"): CameraActorCriticPolicy,
+    ("ppo", "mlp"): ActorCriticPolicy,
+    ("dqn", "cnn"): DQNCnnPolicy,
+    ("dqn", "mlp"): DQNMlpPolicy,
+}
+
+
+def policy_class(algo: str, policy_net: str) -> type[BasePolicy]:
+    """The SB3 policy class for an algorithm and a network kind (``cnn`` or ``mlp``)."""
+    try:
+        return POLICY_CLASSES[(algo, policy_net)]
+    except KeyError:
+        valid = ", ".join(f"{a}/{p}" for a, p in POLICY_CLASSES)
+        raise ConfigError(f"no policy network for {algo}/{policy_net}. Valid: {valid}") from None
+
+
+def policy_kwargs(
+    algo: str,
+    policy_net: str,
+    net_arch: tuple[int, ...] | list[int],
+    encoder: EncoderConfig | None,
+    load_encoder_weights: bool = True,
+) -> dict[str, Any]:
+    """SB3 ``policy_kwargs`` for a run.
+
+    Args:
+        algo: ``"ppo"`` or ``"dqn"``.
+        policy_net: ``"cnn"`` (camera frames through a drivelab encoder) or ``"mlp"``.
+        net_arch: hidden layer sizes of the heads after the features extractor.
+        encoder: the camera encoder (``cnn`` only).
+        load_encoder_weights: with an encoder checkpoint path, ``False`` rebuilds only its
+            architecture (an export carries all weights itself).
+    """
+    hidden = list(net_arch)
+    kwargs: dict[str, Any] = {"net_arch": {"pi": hidden, "vf": hidden} if algo == "ppo" else hidden}
+    if policy_net == "cnn":
+        if encoder is None:
+            raise ConfigError("a cnn policy needs an encoder config")
+        kwargs["features_extractor_class"] = EncoderExtractor
+        kwargs["features_extractor_kwargs"] = {
+            "encoder": encoder.name,
+            "features_dim": encoder.features_dim,
+            "freeze": encoder.freeze,
+            "augment_shift_px": encoder.augment_shift_px,
+            "load_weights": load_encoder_weights,
+        }
+    return kwargs

@@ -1,0 +1,341 @@
+"""Train PPO or DQN on a drivelab scenario from one ``TrainConfig``, into one run directory.
+
+Run directory layout::
+
+    config.yaml, config.json   resolved config (JSON is what ``--resume`` reloads)
+    run.json                   per invocation: command, git commit, package versions, machine
+    tb/                        TensorBoard logs (charts/, losses/, perf/, eval/)
+    metrics.jsonl              the same scalars, one JSON object per dump
+    checkpoints/               resumable checkpoints (see drivelab.agents.checkpoints)
+    evaluations.jsonl          every periodic evaluation on held-out seeds
+    best/                      weights-only export of the best evaluated policy (+ its result)
+    final/                     weights-only export at the end of training
+
+Resuming (SB3 allows this much): weights, optimizer state, step counter, learning-rate and
+exploration schedules, DQN's replay buffer and the global RNG states are restored. The envs
+restart from fresh episodes (simulator state is not saved) and a PPO rollout in progress at
+the kill is collected again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.vec_env import VecEnv
+
+import drivelab.envs as de
+from drivelab.agents.callbacks import (
+    CheckpointCallback,
+    EpisodeMetricsCallback,
+    JsonLinesWriter,
+    NamespacedWriter,
+    PeriodicEvalCallback,
+    ProgressBarCallback,
+)
+from drivelab.agents.checkpoints import CheckpointInfo, find_last_checkpoint, load_checkpoint
+from drivelab.agents.configs import TRAIN_SEED_LIMIT, TrainConfig, from_mapping
+from drivelab.agents.errors import ConfigError, RunDirError
+from drivelab.agents.evaluation import EvalResult, run_episodes
+from drivelab.agents.export import export_policy, read_spec
+from drivelab.agents.networks import policy_class, policy_kwargs
+from drivelab.agents.policies import TrainedPolicy
+from drivelab.agents.run_records import (
+    CONFIG_JSON,
+    RUN_JSON,
+    previous_wall_s,
+    record_finish,
+    record_start,
+    write_config,
+)
+
+log = logging.getLogger("drivelab.agents")
+
+CHECKPOINTS, BEST, FINAL = "checkpoints", "best", "final"
+# Only these may differ between a run's saved config and a --resume invocation.
+RESUMABLE_CHANGES = ("total_steps", "device")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of ``train``."""
+
+    run_dir: Path
+    num_timesteps: int
+    best_eval: dict[str, Any] | None  # summary of the best evaluation, None when none ran
+    final_export: Path  # policy.json of the final weights-only export
+    steps_per_s: float  # env steps per second of this invocation, end to end
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``.
+
+    Raises:
+        ConfigError: CUDA asked for but not available.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device auto or cpu")
+    return device
+
+
+def env_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """Keyword arguments of ``drivelab.envs.make``/``make_sb3`` for a run's scenario."""
+    return {
+        "backend": config.backend,
+        "observation": config.observation,
+        "config": dict(config.env_config) or None,
+        "camera": (dict(config.camera) or None) if config.observation == "camera" else None,
+    }
+
+
+def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
+    """The SB3 vector env of a run (batched backend), checked against the algorithm.
+
+    Raises:
+        ConfigError: DQN on a continuous-action scenario, or a bad env/camera config.
+    """
+    env = de.make_sb3(config.env_id, num_envs=config.algo_config.n_envs, seed=seed, **env_kwargs(config))
+    if config.algo == "dqn" and not isinstance(env.action_space, gym.spaces.Discrete):
+        env.close()
+        raise ConfigError(
+            f"DQN needs discrete actions, but {config.env_id} has continuous actions "
+            f"{env.action_space}; use --algo ppo"
+        )
+    return env
+
+
+def build_model(config: TrainConfig, env: VecEnv, device: str) -> BaseAlgorithm:
+    """A fresh SB3 algorithm for a config."""
+    hyper = config.algo_config
+    network = policy_class(config.algo, config.policy)
+    kwargs = policy_kwargs(config.algo, config.policy, hyper.net_arch, config.encoder)
+    common = {"policy_kwargs": kwargs, "seed": config.seed, "device": device, "verbose": 0}
+    if config.algo == "ppo":
+        return PPO(
+            network, env, learning_rate=hyper.learning_rate, n_steps=hyper.n_steps,
+            batch_size=hyper.batch_size, n_epochs=hyper.n_epochs, gamma=hyper.gamma,
+            gae_lambda=hyper.gae_lambda, clip_range=hyper.clip_range, ent_coef=hyper.ent_coef,
+            vf_coef=hyper.vf_coef, max_grad_norm=hyper.max_grad_norm, **common,
+        )
+    return DQN(
+        network, env, learning_rate=hyper.learning_rate, buffer_size=hyper.buffer_size,
+        learning_starts=hyper.learning_starts, batch_size=hyper.batch_size, gamma=hyper.gamma,
+        train_freq=hyper.train_freq, gradient_steps=hyper.gradient_steps,
+        target_update_interval=hyper.target_update_interval,
+        exploration_fraction=hyper.exploration_fraction,
+        exploration_initial_eps=hyper.exploration_initial_eps,
+        exploration_final_eps=hyper.exploration_final_eps, max_grad_norm=hyper.max_grad_norm, **common,
+    )
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The resolved config saved in a run directory."""
+    path = run_dir / CONFIG_JSON
+    try:
+        return from_mapping(TrainConfig, json.loads(path.read_text()), f"saved config {path}")
+    except (OSError, json.JSONDecodeError) as error:
+        raise RunDirError(f"cannot resume {run_dir}: its config {path} is missing or corrupt ({error})") from error
+
+
+def resume_config(run_dir: Path, requested: TrainConfig | None) -> TrainConfig:
+    """The config to resume with: the saved one, with ``total_steps``/``device`` from ``requested``.
+
+    Raises:
+        RunDirError: ``requested`` differs from the saved config in anything else.
+    """
+    saved = load_run_config(run_dir)
+    if requested is None:
+        return saved
+    old, new = saved.to_dict(), requested.to_dict()
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise RunDirError(
+            f"cannot resume {run_dir} with a different config ({details}); only "
+            f"{' and '.join(RESUMABLE_CHANGES)} may change. Start a new run (--run-dir) or --force"
+        )
+    return saved.replace(total_steps=requested.total_steps, device=requested.device)
+
+
+def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse to touch an existing run unless asked to resume or to start over.
+
+    Raises:
+        RunDirError: with what to pass instead.
+    """
+    if resume and force:
+        raise RunDirError("--resume and --force contradict each other; pass one")
+    exists = run_dir.exists() and any(run_dir.iterdir())
+    if resume and not (run_dir / CONFIG_JSON).is_file():
+        raise RunDirError(f"cannot resume {run_dir}: it holds no run (no {CONFIG_JSON}); drop --resume")
+    if exists and not resume and not force:
+        raise RunDirError(
+            f"run directory {run_dir} already exists; pass --resume to continue it or --force to "
+            "delete it and start over"
+        )
+    if exists and force and not (run_dir / RUN_JSON).is_file():
+        raise RunDirError(f"{run_dir} is not empty and not a drivelab run; refusing to delete it with --force")
+
+
+def _make_logger(run_dir: Path) -> Logger:
+    return Logger(
+        folder=str(run_dir),
+        output_formats=[
+            NamespacedWriter(TensorBoardOutputFormat(str(run_dir / "tb"))),
+            NamespacedWriter(JsonLinesWriter(run_dir / "metrics.jsonl")),
+        ],
+    )
+
+
+def _best_so_far(run_dir: Path) -> float:
+    try:
+        spec, _ = read_spec(run_dir / BEST)
+        return float(spec["eval"]["mean_return"])
+    except Exception:  # no best export yet (or an unreadable one, which will be replaced)
+        return float("-inf")
+
+
+def _evaluation(config: TrainConfig, model_ref: Callable[[], BaseAlgorithm]) -> tuple[Callable[[], EvalResult], Any]:
+    episodes = config.eval_episodes
+    eval_env = de.make(
+        config.env_id, num_envs=min(config.eval_envs, episodes), seed=config.eval_seed, **env_kwargs(config)
+    )
+
+    def evaluate() -> EvalResult:
+        policy = TrainedPolicy(model_ref().policy, name="eval")
+        return run_episodes(policy, eval_env, episodes, config.eval_seed)
+
+    return evaluate, eval_env
+
+
+def train(
+    config: TrainConfig,
+    run_dir: Path | str,
+    resume: bool = False,
+    force: bool = False,
+    command: list[str] | None = None,
+    progress_bar: bool = True,
+    log_every_steps: int | None = None,
+    extra_callbacks: list[BaseCallback] | None = None,
+) -> TrainResult:
+    """Train (or continue training) one run.
+
+    Args:
+        config: the run's config; with ``resume`` only ``total_steps`` and ``device`` may
+            differ from the saved one.
+        run_dir: the run directory.
+        resume: continue from the last checkpoint of ``run_dir``.
+        force: delete an existing run in ``run_dir`` first (only once everything else checked).
+        command: the command line to record (``sys.argv`` by default).
+        progress_bar: show a tqdm bar.
+        log_every_steps: env steps between log dumps (default: about 50 per run).
+        extra_callbacks: more SB3 callbacks (tests, benchmarks).
+
+    Raises:
+        RunDirError, ConfigError, CheckpointError: with what to do instead; nothing on disk
+            is changed before these checks pass.
+    """
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, resume, force)
+    if resume:
+        config = resume_config(run_dir, config)
+    device = resolve_device(config.device)
+    checkpoint: CheckpointInfo | None = find_last_checkpoint(run_dir / CHECKPOINTS) if resume else None
+    start_step = checkpoint.step if checkpoint else 0
+    n_envs = config.algo_config.n_envs
+    # Resumed runs reset their envs with other (still training-range) seeds than the first start.
+    env_seed = (config.seed + start_step) % (TRAIN_SEED_LIMIT - n_envs)
+    env = make_training_env(config, env_seed)
+    model: BaseAlgorithm | None = None
+    try:
+        if checkpoint is not None:
+            model = load_checkpoint(checkpoint, env, device)
+            env.seed(env_seed)
+        else:
+            model = build_model(config, env, device)
+        if force and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, config)
+        wall_before_s = previous_wall_s(run_dir)
+        record_start(run_dir, command, device, start_step if resume else None)
+        model.set_logger(_make_logger(run_dir))
+        started = time.perf_counter()
+        result = _learn(model, config, run_dir, progress_bar, log_every_steps, extra_callbacks or [],
+                        wall_before_s)
+        record_finish(run_dir, {"num_timesteps": result.num_timesteps, "steps_per_s": result.steps_per_s,
+                                "best_eval": result.best_eval, "wall_s": time.perf_counter() - started})
+        return result
+    finally:
+        env.close()
+        if model is not None:
+            model.logger.close()
+
+
+def _learn(
+    model: BaseAlgorithm,
+    config: TrainConfig,
+    run_dir: Path,
+    progress_bar: bool,
+    log_every_steps: int | None,
+    extra_callbacks: list[BaseCallback],
+    wall_before_s: float,
+) -> TrainResult:
+    remaining = config.total_steps - model.num_timesteps
+    best: dict[str, Any] = {}
+    start_steps, start_time = model.num_timesteps, time.perf_counter()
+
+    def wall_s() -> float:  # training time of the whole run so far, across resumes
+        return wall_before_s + time.perf_counter() - start_time
+
+    def on_best(result: EvalResult) -> None:
+        summary = {"step": int(model.num_timesteps), **result.summary()}
+        best.update(summary)
+        export_policy(model, config, run_dir / BEST, extra={"eval": summary, "training_wall_s": wall_s()})
+
+    callbacks: list[BaseCallback] = []
+    if progress_bar:
+        callbacks.append(ProgressBarCallback(config.total_steps))
+    eval_env = None
+    if config.eval_every_steps > 0:
+        evaluate, eval_env = _evaluation(config, lambda: model)
+        callbacks.append(
+            PeriodicEvalCallback(evaluate, on_best, config.eval_every_steps, run_dir / "evaluations.jsonl",
+                                 best_mean_return=_best_so_far(run_dir))
+        )
+    callbacks.append(CheckpointCallback(run_dir / CHECKPOINTS, config.algo, config.checkpoint_every_steps))
+    callbacks.append(EpisodeMetricsCallback(log_every_steps or max(config.total_steps // 50, 1)))
+    callbacks.extend(extra_callbacks)
+    try:
+        if remaining > 0:
+            model.learn(remaining, callback=CallbackList(callbacks), log_interval=None, reset_num_timesteps=False)
+        else:
+            log.info("run %s already has %d >= %d steps", run_dir, model.num_timesteps, config.total_steps)
+    finally:
+        if eval_env is not None:
+            eval_env.close()
+    elapsed = time.perf_counter() - start_time
+    final = export_policy(model, config, run_dir / FINAL, extra={"training_wall_s": wall_s()})
+    if not best and _best_so_far(run_dir) > float("-inf"):  # the best was found before a resume
+        best = read_spec(run_dir / BEST)[0]["eval"]
+    return TrainResult(
+        run_dir=run_dir,
+        num_timesteps=int(model.num_timesteps),
+        best_eval=best or None,
+        final_export=final,
+        steps_per_s=(model.num_timesteps - start_steps) / elapsed if elapsed > 0 else 0.0,
+    )

@@ -1,0 +1,85 @@
+"""`drivelab train` and `drivelab bench rl` (drivelab.benchmarks.cli_train) end to end, in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drivelab.benchmarks.cli import main
+
+TINY_FLAGS = [
+    "--set", "camera={width: 64, height: 32, metres_per_pixel: 1.0, stack: 2}",
+    "--set", "ppo.n_envs=4", "--set", "ppo.n_steps=16", "--set", "ppo.batch_size=32",
+    "--set", "ppo.n_epochs=1", "--set", "encoder.features_dim=32", "--set", "eval_every_steps=0",
+    "--set", "checkpoint_every_steps=64", "--threads", "1", "--no-progress",
+]
+
+
+def test_train_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_dir = tmp_path / "run"
+    args = ["train", "--env", "drivelab/highway-fast-v0", "--algo", "ppo", "--obs", "camera",
+            "--steps", "64", "--seed", "3", "--device", "auto", "--encoder", "fast", "--run-dir", str(run_dir)]
+    assert main(args + TINY_FLAGS) == 0
+    assert "64 steps" in capsys.readouterr().out
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["seed"], config["ppo"]["n_envs"], config["camera"]["width"]) == (3, 4, 64)
+    assert main(args + TINY_FLAGS) == 2  # exists: neither --resume nor --force
+    assert "--resume to continue it or --force" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(run_dir), "--resume", "--steps", "128", "--no-progress"]) == 0
+    assert "128 steps" in capsys.readouterr().out
+    command = json.loads((run_dir / "run.json").read_text())["invocations"][1]["command"]
+    assert "--resume" in command
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--algo", "a2c"], "Valid algorithms: ppo, dqn"),
+        (["--env", "drivelab/parking-v0", "--algo", "dqn"], "use --algo ppo"),
+        (["--policy", "mlp"], "need policy: cnn"),
+        (["--set", "ppo.lr=0.1"], "Valid keys of ppo"),
+        (["--set", "nonsense"], "KEY=VALUE"),
+        (["--resume"], "--resume needs --run-dir"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list, message: str, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    argv = ["train", *args] if "--resume" in args else ["train", "--run-dir", str(tmp_path / "never"), *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "never").exists()
+
+
+def test_bench_rl_runs_a_suite_and_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    suite = {
+        "name": "tiny", "scenarios": ["drivelab/highway-fast-v0"], "algos": ["ppo"], "seeds": [0, 1],
+        "device": "cpu", "runs_dir": str(tmp_path / "runs"),
+        "overrides": {"total_steps": 64, "camera": {"width": 64, "height": 32, "metres_per_pixel": 1.0, "stack": 2},
+                      "ppo.n_envs": 4, "ppo.n_steps": 16, "ppo.batch_size": 32, "ppo.n_epochs": 1,
+                      "encoder.features_dim": 32, "eval_every_steps": 64, "eval_episodes": 2, "eval_envs": 2},
+    }
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(yaml.safe_dump(suite))
+    out = tmp_path / "results.json"
+    assert main(["bench", "rl", "--suite", str(suite_file), "--out", str(out), "--no-progress"]) == 0
+    record = json.loads(out.read_text())
+    assert [(r["algo"], r["seed"], r["num_timesteps"]) for r in record["runs"]] == [("ppo", 0, 64), ("ppo", 1, 64)]
+    assert record["machine"]["cpu_count"] and record["packages"]["torch"]
+    row = record["summary"][0]
+    assert row["seeds"] == 2 and row["eval_episodes"] == 2
+    returns = [r["best_eval"]["mean_return"] for r in record["runs"]]
+    assert row["mean_return"] == pytest.approx(sum(returns) / 2)
+    suite["overrides"]["ppo.gamma_typo"] = 0.9
+    suite_file.write_text(yaml.safe_dump(suite))
+    assert main(["bench", "rl", "--suite", str(suite_file), "--out", str(out)]) == 2
+    assert "Valid keys of ppo" in capsys.readouterr().err
+
+
+def test_shipped_suites_resolve() -> None:
+    from drivelab.agents.suite import grid, read_suite
+
+    suite = read_suite(Path(__file__).parents[2] / "benchmarks" / "suites" / "highway-camera.yaml")
+    assert grid(suite) == [("drivelab/highway-fast-v0", a, s) for a in ("ppo", "dqn") for s in (0, 1, 2)]
