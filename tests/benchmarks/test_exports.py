@@ -1,0 +1,153 @@
+"""Leaderboard ranking, ties and exports (table, Markdown, CSV, HTML) and `drivelab leaderboard`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import html
+import io
+
+import numpy as np
+import pytest
+
+from drivelab.benchmarks import cli_eval, exports
+from drivelab.benchmarks.exports import ExportError, rank_entries
+from drivelab.benchmarks.leaderboard import EntryMetadata, Leaderboard, LeaderboardError, RunRecord
+from drivelab.benchmarks.protocol import EpisodeRecord
+
+HIGHWAY = "drivelab/highway-fast-v0"
+MERGE = "drivelab/merge-v0"
+REPS = 400
+
+
+def episodes_with_returns(returns, crashed_every: int = 4, video_dir=None) -> list[EpisodeRecord]:
+    records = []
+    for i, value in enumerate(returns):
+        crashed = i % crashed_every == 0
+        video = str(video_dir / f"seed-{10_000_000 + i}.mp4") if video_dir and crashed else None
+        records.append(EpisodeRecord(index=i, seed=10_000_000 + i, episode_return=float(value),
+                                     length=30, crashed=crashed, success=not crashed,
+                                     mean_speed=25.0, distance_m=750.0, lane_changes=2,
+                                     right_lane_share=0.5, on_road_share=1.0, max_abs_jerk=5.0,
+                                     video_path=video))  # fmt: skip
+    return records
+
+
+def submit(board: Leaderboard, name: str, env_id: str, mean_return: float, **options) -> int:
+    sha = hashlib.sha256(f"{name}@{env_id}".encode()).hexdigest()
+    returns = mean_return + np.linspace(-1.0, 1.0, 100)  # CI of the mean about +-0.11
+    metadata = EntryMetadata(submitter="bob", agent_name=name, algorithm="dqn", env_id=env_id,
+                             protocol_version="drivelab-eval-v1", policy_sha256=sha,
+                             backend="envpool", training_steps=5000)  # fmt: skip
+    return board.submit(metadata, [RunRecord(sha, name, episodes_with_returns(returns, **options))])
+
+
+@pytest.fixture
+def board(tmp_path):
+    with Leaderboard(tmp_path / "board.db") as opened:
+        yield opened
+
+
+def test_ranking_marks_overlapping_cis_as_ties(board):
+    for name, value in (("c", 5.0), ("a", 10.0), ("e", 0.0), ("b", 9.95), ("d", 4.9)):
+        submit(board, name, HIGHWAY, value)
+    ranked = rank_entries(board.entries(), reps=REPS)
+    assert [r.entry.metadata.agent_name for r in ranked] == ["a", "b", "c", "d", "e"]
+    assert [r.rank_label for r in ranked] == ["1", "=1", "3", "=3", "5"]
+    assert ranked[0].stats.mean_return == pytest.approx(10.0)
+    assert ranked[0].stats.crash_rate == 0.25
+    assert not ranked[2].stats.mean_return_ci.overlaps(ranked[1].stats.mean_return_ci)
+
+
+def test_scenarios_are_ranked_separately(board):
+    submit(board, "fast", HIGHWAY, 1.0)
+    submit(board, "merger", MERGE, 50.0)
+    ranked = rank_entries(board.entries(), reps=REPS)
+    assert [(r.entry.metadata.env_id, r.rank) for r in ranked] == [(HIGHWAY, 1), (MERGE, 1)]
+
+
+def test_markdown_csv_and_table_contain_every_entry(board):
+    names = [f"agent {i} | v{i}" for i in range(12)]
+    for i, name in enumerate(names):
+        submit(board, name, HIGHWAY if i % 2 else MERGE, float(i))
+    ranked = rank_entries(board.entries(), reps=REPS)
+    markdown = exports.render_markdown(ranked)
+    for name in names:
+        assert name.replace("|", "\\|") in markdown
+    assert markdown.count("\n| ") == 12 + 2  # one row per entry plus one header per scenario
+    assert f"### {HIGHWAY} (drivelab-eval-v1)" in markdown
+    rows = list(csv.DictReader(io.StringIO(exports.render_csv(ranked))))
+    assert sorted(r["agent_name"] for r in rows) == sorted(names)
+    best = next(r for r in rows if r["agent_name"] == names[11])
+    assert best["rank"] == "1" and float(best["crash_rate"]) == 0.25
+    assert float(best["mean_return"]) == pytest.approx(11.0, abs=1e-12)
+    table = exports.render_table(ranked)
+    assert all(name in table for name in names)
+
+
+def test_html_folder_has_every_entry_plots_and_video_links(board, tmp_path):
+    videos = tmp_path / "videos"
+    ids = [submit(board, f"<agent {i}>", HIGHWAY, float(i), video_dir=videos) for i in range(5)]
+    ids.append(submit(board, "merger", MERGE, 3.0))
+    ranked = rank_entries(board.entries(), reps=REPS)
+    out = tmp_path / "site"
+    assert exports.export(ranked, "html", out) is None
+    page = (out / "index.html").read_text()
+    for item in ranked:
+        assert html.escape(item.entry.metadata.agent_name) in page
+    for entry_id in ids:
+        png = out / "plots" / f"entry-{entry_id}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="plots/entry-{entry_id}.png"' in page
+    assert (out / "plots" / "overview-1.png").is_file()
+    assert 'href="../videos/seed-10000000.mp4"' in page
+    assert "seed 10000004 (crash)" in page
+
+
+def test_html_export_replaces_the_old_folder_whole(board, tmp_path):
+    submit(board, "solo", HIGHWAY, 1.0)
+    ranked = rank_entries(board.entries(), reps=REPS)
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    exports.write_html(ranked, out)
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "plots"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["board.db", "board.db-shm", "board.db-wal", "site"]
+
+
+def test_unwritable_output_is_a_clear_error_leaving_nothing(board, tmp_path):
+    submit(board, "solo", HIGHWAY, 1.0)
+    ranked = rank_entries(board.entries(), reps=REPS)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("I am a file")
+    for fmt in ("md", "csv", "table", "html"):
+        with pytest.raises(ExportError, match="cannot write"):
+            exports.export(ranked, fmt, blocker / "inside" / "out")
+    with pytest.raises(ExportError, match="is a file"):
+        exports.export(ranked, "html", blocker)
+    with pytest.raises(ExportError, match="--out"):
+        exports.export(ranked, "html", None)
+    assert blocker.read_text() == "I am a file"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("board.db")) == ["a-file"]
+
+
+def _run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="drivelab")
+    cli_eval.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_leaderboard_command(board, tmp_path, capsys):
+    submit(board, "alpha", HIGHWAY, 2.0)
+    submit(board, "beta", MERGE, 1.0)
+    db = str(board.path)
+    assert _run_cli(["leaderboard", "--db", db, "--env", MERGE, "--reps", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "beta" in printed and "alpha" not in printed and "mean return" in printed
+    out = tmp_path / "board.md"
+    assert _run_cli(["leaderboard", "--db", db, "--format", "md", "--out", str(out), "--reps", "200"]) == 0
+    assert "alpha" in out.read_text() and "beta" in out.read_text()
+    with pytest.raises(LeaderboardError, match="no leaderboard"):
+        _run_cli(["leaderboard", "--db", str(tmp_path / "none.db")])
