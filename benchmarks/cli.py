@@ -13,10 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from drivelab.envs.errors import DrivelabError
-from drivelab.benchmarks import cli_env, readme_tables
+from drivelab.benchmarks import cli_env, cli_watch, readme_tables
+from drivelab.benchmarks import cli_eval
 from drivelab.benchmarks import cli_perception
+from drivelab.benchmarks import cli_train
 
-COMMAND_MODULES = [cli_env, readme_tables, cli_eval, cli_perception]
+COMMAND_MODULES = [cli_env, cli_watch, readme_tables, cli_eval, cli_perception, cli_train]
 
 
 def build_parser() -> argparse.ArgumentParser:
