@@ -50,6 +50,7 @@ class EncoderConfig:
     features_dim: int = 256  # width of the feature vector fed to the policy/value heads
     freeze: bool = False  # keep encoder weights fixed (useful with pretrained weights)
     augment_shift_px: int = 0  # DrQ random-shift augmentation during training; 0 = off
+    pretrained: bool = True  # with a checkpoint path: load its weights; False = same net, random init
 
 
 @dataclass(frozen=True)

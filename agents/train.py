@@ -122,7 +122,9 @@ def build_model(config: TrainConfig, env: VecEnv, device: str) -> BaseAlgorithm:
     """A fresh SB3 algorithm for a config."""
     hyper = config.algo_config
     network = policy_class(config.algo, config.policy)
-    kwargs = policy_kwargs(config.algo, config.policy, hyper.net_arch, config.encoder)
+    kwargs = policy_kwargs(
+        config.algo, config.policy, hyper.net_arch, config.encoder, load_encoder_weights=config.encoder.pretrained
+    )
     common = {"policy_kwargs": kwargs, "seed": config.seed, "device": device, "verbose": 0}
     if config.algo == "ppo":
         return PPO(

@@ -17,13 +17,7 @@ RESULTS = Path("benchmarks/results")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    demo = subparsers.add_parser("demo", help="roll out a baseline driver on the batched backend; save MP4 + PNG")
-    demo.add_argument("--env", default="drivelab/highway-fast-v0", help="scenario id (default %(default)s)")
-    demo.add_argument("--num-envs", type=int, default=64, help="batch size (default %(default)s)")
-    demo.add_argument("--steps", type=int, default=300, help="batched steps to run (default %(default)s)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default %(default)s)")
-    demo.set_defaults(func=run_demo)
+    """No top-level command of its own: ``drivelab demo`` (cli_demo) calls ``run_env_demo``."""
 
 
 def register_bench(bench: argparse._SubParsersAction) -> None:
@@ -44,7 +38,9 @@ def _cruise_actions(states: de.VehicleBatch) -> np.ndarray:
     return np.where(gap < 25.0, 4, np.where(gap > 50.0, 3, 1))  # SLOWER, FASTER, IDLE
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def run_env_demo(env_id: str, num_envs: int, steps: int, seed: int, out: Path) -> int:
+    """Roll out a simple driver on the batched backend; print throughput and metrics; save MP4 + PNG."""
+    args = argparse.Namespace(env=env_id, num_envs=num_envs, steps=steps, seed=seed, out=out)
     env = de.make(args.env, num_envs=args.num_envs, observation="camera", seed=args.seed,
                   camera={"color": "rgb", "ground_truth": True})
     print(f"{args.env}: backend {env.backend}, {args.num_envs} envs, camera {env.single_observation_space.shape}")
@@ -65,7 +61,7 @@ def run_demo(args: argparse.Namespace) -> int:
         summary = {k: float(np.mean([e[k] for e in episodes])) for k in keys}
         print(f"{len(episodes)} episodes: " + ", ".join(f"{k} {v:.3g}" for k, v in summary.items()))
     args.out.mkdir(parents=True, exist_ok=True)
-    mp4 = write_mp4(args.out / "demo.mp4", video, fps=1.0 / env.dt * 3)
+    mp4 = write_mp4(args.out / "camera.mp4", video, fps=1.0 / env.dt * 3)
     grid = np.concatenate([np.concatenate([camera_to_rgb(obs[b, 3 * s: 3 * s + 3]) for s in range(4)], 1) for b in range(4)], 0)
     png = write_png(args.out / "frames.png", upscale(grid, 2))
     (args.out / "episodes.json").write_text(json.dumps(episodes, indent=1))

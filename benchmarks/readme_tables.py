@@ -8,10 +8,63 @@ a recorded run, never from typing.
 from __future__ import annotations
 
 import argparse
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from drivelab.envs.errors import DrivelabError
+
+
+def _train_speed_md(record: dict[str, Any]) -> str:
+    ours, base, m = record["drivelab"], record["highway_env_baseline"], record["machine"]
+    return (
+        f"`{m['command']}` on {m['cpu']} ({m['cpu_affinity']} cores), torch threads {record['torch_threads']}, "
+        f"{m['timestamp_utc']}.\n\n"
+        "| end-to-end PPO training | env-steps/s |\n|---|---:|\n"
+        f"| SB3 PPO on highway-env GrayscaleObservation (1 env) | {base['steps_per_s']:,.1f} |\n"
+        f"| drivelab: SB3 PPO on batched camera frames | {ours['steps_per_s']:,.0f} |\n"
+        f"| speed-up | {record['speedup']:.1f}x |"
+    )
+
+
+def _perception_md(record: dict[str, Any]) -> str:
+    r, t, met, m = record["results"], record["targets"], record["met"], record["machine"]
+    names = {
+        "detector_AP50": "detector AP50", "detector_AP": "detector AP@[.5:.95]",
+        "affordance_macro_f1": "affordance classifier macro-F1", "digits_accuracy": "digits test accuracy",
+        "classifier_frames_per_s": "classifier inference [frames/s]",
+    }
+    lines = [
+        f"`{m['command']}` on {m['cpu']} ({m['cpu_affinity']} cores), {record['settings']['frames']} frames, "
+        f"{m['timestamp_utc']}.",
+        "",
+        "| metric | result | target | met |",
+        "|---|---:|---:|:---:|",
+    ]
+    for key, label in names.items():
+        lines.append(f"| {label} | {r[key]:,.3f} | {t[key]:,} | {'yes' if met[key] else 'no'} |")
+    lines.append(f"| detector AP75 / AR@100 | {r['detector_AP75']:.3f} / {r['detector_AR100']:.3f} | | |")
+    lines += ["", "| model | runtime | frames/s (batched) |", "|---|---|---:|"]
+    for model, speed in record["throughput"].items():
+        for runtime, fps in speed["frames_per_s"].items():
+            lines.append(f"| {model} | {runtime} | {fps:,.0f} |")
+    return "\n".join(lines)
+
+
+# Result JSON files whose table is made here (other benchmarks write their own NAME.md).
+FORMATTERS: dict[str, Callable[[dict[str, Any]], str]] = {"train_speed": _train_speed_md, "perception": _perception_md}
+
+
+def table_for(name: str, results: Path) -> str | None:
+    """The Markdown of result ``name``: its .md file, else its .json through a formatter."""
+    md, js = results / f"{name}.md", results / f"{name}.json"
+    if md.exists():
+        return md.read_text().strip()
+    if js.exists() and name in FORMATTERS:
+        return FORMATTERS[name](json.loads(js.read_text()))
+    return None
 
 
 def update(readme: Path, results: Path) -> list[str]:
@@ -21,10 +74,9 @@ def update(readme: Path, results: Path) -> list[str]:
     text = readme.read_text()
     updated = []
     for name in re.findall(r"<!-- table:([\w-]+) -->", text):
-        source = results / f"{name}.md"
-        if not source.exists():
+        body = table_for(name, results)
+        if body is None:
             continue
-        body = source.read_text().strip()
         pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)", re.S)
         text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
         updated.append(name)

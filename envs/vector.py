@@ -66,7 +66,9 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         self.tracker = EpisodeTracker(self.num_envs, self.dt)
         self._all = np.arange(self.num_envs)
         self._pending_seed = seed
-        self._states: VehicleBatch | None = None
+        self._detail = "pose" if self.camera is not None else "ego"
+        self._states: VehicleBatch | None = None  # what this step read (see ``_detail``)
+        self._full_states: VehicleBatch | None = None  # every field, read on demand
         self._rasters: list = []
         self._native_obs: Any = None
 
@@ -76,9 +78,9 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         """Every vehicle of every env at the current step (slot 0 = ego)."""
         if self._native_obs is None:
             raise RuntimeError("call reset() before vehicle_states()")
-        if self._states is None:  # read lazily when the camera did not need them this step
-            self._states = self.sim.states(self._all)
-        return self._states
+        if self._full_states is None:  # read lazily: the camera and metrics need less
+            self._full_states = self.sim.states(self._all, "full")
+        return self._full_states
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Reset every env. An int seed gives env i the seed ``seed + i``; a list, one per env."""
@@ -94,7 +96,8 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
                 raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
         with simulator_errors(self.backend, self.scenario.env_id, self.sim_config):
             self._native_obs = self.sim.reset(self._all, seeds)
-            self._states = self.sim.states(self._all)
+            self._states = self.sim.states(self._all, self._detail)
+            self._full_states = None
         self.tracker.start(self._all, seeds, self._states)
         if self.camera is not None:
             self._rasters = self.sim.rasters(self._all, self.camera_config.metres_per_pixel)
@@ -108,12 +111,13 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         actions = self._check_actions(actions)
         native, rewards, terminated, truncated = self.sim.step(actions)
         self._native_obs = native
-        # Without a camera only the ego is read: the metrics need nothing else.
-        states = self.sim.states(self._all, ego_only=self.camera is None)
+        # Read only what this step needs: poses for the camera, the ego for the metrics.
+        states = self.sim.states(self._all, self._detail)
+        self._full_states = None
         self.tracker.update(rewards, states)
         if self.camera is not None:
             self.camera.render(states, self._rasters, np.zeros(self.num_envs, bool))
-        self._states = states if self.camera is not None else None
+        self._states = states
         infos: dict[str, Any] = {}
         done = terminated | truncated
         if done.any():
@@ -144,9 +148,8 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             driving[name] = column
         new_obs = self.sim.reset(ended, [None] * len(ended))
         _put(self._native_obs, ended, new_obs)
-        rows = self.sim.states(ended, ego_only=self.camera is None)
-        if self._states is not None:
-            self._states = replace_rows(self._states, ended, rows)
+        rows = self.sim.states(ended, self._detail)
+        self._states = replace_rows(self._states, ended, rows)
         self.tracker.start(ended, [None] * len(ended), rows)
         if self.camera is not None:
             rasters = self.sim.rasters(ended, self.camera_config.metres_per_pixel)

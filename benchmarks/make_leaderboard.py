@@ -1,0 +1,115 @@
+"""`drivelab bench leaderboard`: the baseline leaderboard, generated, never typed.
+
+Evaluates random, idle and the IDM/MOBIL driver, and the trained camera agents found under
+``--runs`` (``ppo-s*`` and ``dqn-s*``: one entry per algorithm, one run per training seed) on
+the protocol's held-out seeds with the reference backend; submits them to ``--db``; writes
+``benchmarks/results/LEADERBOARD.md`` (shown in README), a static HTML page, failure videos
+of the trained agents, and ``benchmarks/results/rl_highway_camera.{json,md}``: each agent's
+per-seed results with mean and spread across training seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drivelab.benchmarks.leaderboard import Leaderboard
+from drivelab.benchmarks.machine import machine_info, write_json_atomic
+
+RESULTS = Path("benchmarks/results")
+BASELINES = ("random", "idle", "idm")
+ALGOS = ("ppo", "dqn")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """No top-level command; see ``register_bench``."""
+
+
+def register_bench(bench: argparse._SubParsersAction) -> None:
+    parser = bench.add_parser("leaderboard", help="evaluate baselines + trained agents; write LEADERBOARD.md")
+    parser.add_argument("--env", default="drivelab/highway-fast-v0")
+    parser.add_argument("--runs", type=Path, default=Path("runs/highway-camera"), help="holds ppo-s*/ and dqn-s*/")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--db", type=Path, default=Path("runs/leaderboard.db"))
+    parser.add_argument("--videos", type=Path, default=Path("runs/failures"), help="failure videos of trained agents")
+    parser.add_argument("--html", type=Path, default=Path("runs/leaderboard_html"))
+    parser.set_defaults(func=run)
+
+
+def _run_dirs(root: Path, algo: str) -> list[Path]:
+    return sorted(p for p in root.glob(f"{algo}-s*") if p.is_dir() and ((p / "best").exists() or (p / "final").exists()))
+
+
+def rl_report(db: Path, env_id: str) -> dict[str, Any]:
+    """Per training seed and across seeds: mean return and crash rate of the trained agents."""
+    with Leaderboard(db, create=False) as board:
+        entries = [e for e in board.entries(env_id=env_id) if e.metadata.algorithm in ALGOS]
+    agents = []
+    for entry in entries:
+        runs = []
+        for run in entry.runs:
+            returns = np.array([e.episode_return for e in run.episodes])
+            crashed = np.array([e.crashed for e in run.episodes], float)
+            runs.append({"policy": run.policy_label, "seed": run.training_seed, "episodes": len(returns),
+                         "mean_return": float(returns.mean()), "crash_rate": float(crashed.mean())})
+        means = np.array([r["mean_return"] for r in runs])
+        crashes = np.array([r["crash_rate"] for r in runs])
+        agents.append({
+            "agent": entry.metadata.agent_name, "algorithm": entry.metadata.algorithm, "runs": runs,
+            "mean_return": float(means.mean()), "return_std_across_seeds": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
+            "crash_rate": float(crashes.mean()), "crash_rate_std_across_seeds": float(crashes.std(ddof=1)) if len(crashes) > 1 else 0.0,
+            "training_steps": entry.metadata.training_steps, "training_wall_s": entry.metadata.training_wall_s,
+        })  # fmt: skip
+    return {"benchmark": "rl-driving-quality", "env_id": env_id, "protocol": "drivelab-eval-v1",
+            "backend": "highway-env", "target": "mean return >= 24, crash rate <= 10%", "agents": agents,
+            "machine": machine_info()}  # fmt: skip
+
+
+def rl_report_md(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['env_id']}, protocol {report['protocol']}, {report['backend']} backend; target {report['target']}.",
+        "",
+        "| agent | training seed | episodes | mean return | crash rate |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for agent in report["agents"]:
+        for run in agent["runs"]:
+            lines.append(f"| {agent['agent']} | {run['seed']} | {run['episodes']} | {run['mean_return']:.2f} | {run['crash_rate']:.2f} |")
+        wall = agent["training_wall_s"]
+        lines.append(f"| **{agent['agent']}** (mean ± sd over seeds; {agent['training_steps'] or '?'} steps, "
+                     f"{(wall or 0) / 60:.0f} min each) | | | **{agent['mean_return']:.2f} ± {agent['return_std_across_seeds']:.2f}** "
+                     f"| **{agent['crash_rate']:.2f} ± {agent['crash_rate_std_across_seeds']:.2f}** |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    dispatch = args.dispatch
+    common = ["--env", args.env, "--episodes", str(args.episodes), "--submit", "--db", str(args.db)]
+    commands = [["eval", "--policy", f"baseline:{name}", "--name", name, *common] for name in BASELINES]
+    for algo in ALGOS:
+        runs = _run_dirs(args.runs, algo)
+        if runs:
+            commands.append(["eval", "--policy", *map(str, runs), "--name", f"{algo}-camera", "--algorithm", algo,
+                             "--record-failures", str(args.videos / algo), "--max-failure-videos", "3", *common])
+    commands += [
+        ["leaderboard", "--db", str(args.db), "--env", args.env, "--format", "md", "--out", str(RESULTS / "LEADERBOARD.md")],
+        ["leaderboard", "--db", str(args.db), "--env", args.env, "--format", "html", "--out", str(args.html)],
+    ]
+    for argv in commands:
+        print("$ drivelab " + " ".join(argv), flush=True)
+        status = dispatch(argv)
+        if status != 0:
+            return status
+    report = rl_report(args.db, args.env)
+    if report["agents"]:
+        write_json_atomic(RESULTS / "rl_highway_camera.json", report)
+        md = RESULTS / "rl_highway_camera.md"
+        tmp = md.with_name(f".{md.name}.tmp")
+        tmp.write_text(rl_report_md(report) + "\n")
+        tmp.replace(md)
+        print(rl_report_md(report))
+    return 0
