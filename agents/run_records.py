@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,49 +13,29 @@ import torch
 import yaml
 
 from drivelab.agents.configs import TrainConfig
+from drivelab.envs import records
 
-PACKAGES = (
-    "drivelab", "torch", "stable-baselines3", "gymnasium", "highway-env", "envpool", "numpy",
-    "safetensors", "opencv-python",
-)
 CONFIG_YAML, CONFIG_JSON, RUN_JSON = "config.yaml", "config.json", "run.json"
 
 
 def git_commit(folder: Path | None = None) -> dict[str, Any]:
     """Commit and dirty flag of the git checkout holding ``folder`` (this package by default)."""
-    folder = folder or Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder, capture_output=True,
-            text=True, timeout=10, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    described = records.git_commit(folder)
+    if described == "unknown":
         return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(status.strip())}
+    return {"commit": described.removesuffix("-dirty"), "dirty": described.endswith("-dirty")}
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions() -> dict[str, str]:
     """Installed versions of the packages that decide a run's numbers."""
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return records.package_versions()
 
 
 def machine_info() -> dict[str, Any]:
     """CPU, accelerator and Python facts for result files."""
     cuda = torch.cuda.is_available()
     return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **records.machine_info(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if cuda else None,
     }

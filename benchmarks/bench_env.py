@@ -18,7 +18,7 @@ import gymnasium
 import numpy as np
 
 import drivelab.envs as de
-from drivelab.benchmarks.machine import machine_info, write_json_atomic
+from drivelab.envs.records import machine_info, write_json_atomic
 
 log = logging.getLogger(__name__)
 

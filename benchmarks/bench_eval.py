@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from drivelab.benchmarks.machine import machine_info, write_json_atomic
+from drivelab.envs.records import machine_info, write_json_atomic
 from drivelab.benchmarks.protocol import env_kwargs_from_spec, evaluate, load_policy
 
 RESULTS = Path("benchmarks/results")

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from drivelab.benchmarks import exports, machine, watch
+from drivelab.benchmarks import exports, watch
+from drivelab.envs import records
 from drivelab.benchmarks.leaderboard import (
     DEFAULT_DB_PATH,
     EntryMetadata,
@@ -97,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def hardware() -> str:
     """CPU (and GPU when torch is loaded and sees one) this process runs on."""
-    parts = [f"{machine.cpu_model()} ({os.cpu_count()} CPUs, {platform.machine()})"]
+    parts = [f"{records.cpu_model()} ({os.cpu_count()} CPUs, {platform.machine()})"]
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         parts.append(torch.cuda.get_device_name(0))
@@ -150,8 +151,8 @@ def build_metadata(
         policy_sha256=entry_digest(sources),
         backend=results[0].backend,
         config=config,
-        package_versions=machine.package_versions(),
-        git_commit=machine.git_commit(),
+        package_versions=records.package_versions(),
+        git_commit=records.git_commit(),
         training_steps=args.training_steps or _spec_value(sources, "num_timesteps"),
         training_wall_s=args.training_wall_s or _spec_value(sources, "training_wall_s"),
         hardware=hardware(),

@@ -11,14 +11,13 @@ per-seed results with mean and spread across training seeds.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from drivelab.benchmarks.leaderboard import Leaderboard
-from drivelab.benchmarks.machine import machine_info, write_json_atomic
+from drivelab.envs.records import machine_info, write_json_atomic
 
 RESULTS = Path("benchmarks/results")
 BASELINES = ("random", "idle", "idm")

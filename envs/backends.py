@@ -18,7 +18,7 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+from gymnasium.vector.utils import concatenate, create_empty_array
 
 from drivelab.envs.errors import BackendUnavailableError
 from drivelab.envs.road import RoadRaster, network_signature, rasterize_network

@@ -1,7 +1,12 @@
-"""What a result was measured on: machine, versions, commit and command, for every record."""
+"""What a result or run was made on (machine, versions, commit, command), and atomic writes.
+
+This sits in the bottom layer so every layer records runs the same way; it imports no torch
+(perception and agents add their torch facts to ``machine_info()``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import json
@@ -9,12 +14,14 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 PACKAGES = (
     "drivelab", "numpy", "numba", "gymnasium", "highway-env", "envpool", "torch",
-    "stable-baselines3", "opencv-python", "pycocotools", "onnxruntime",
+    "stable-baselines3", "safetensors", "opencv-python", "scikit-learn", "pycocotools", "onnxruntime",
 )
 
 
@@ -67,9 +74,24 @@ def machine_info() -> dict[str, Any]:
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
     """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    If the body raises, the temporary file is removed and ``path`` is left untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        yield Path(tmp_name)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
