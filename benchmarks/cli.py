@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from drivelab.envs.errors import DrivelabError
-from drivelab.benchmarks import bench_eval, cli_demo, cli_env, cli_watch, make_leaderboard, readme_tables
+from drivelab.benchmarks import bench_eval, bench_pretrained, cli_demo, cli_env, cli_watch, make_leaderboard, readme_tables
 from drivelab.benchmarks import cli_eval
 from drivelab.benchmarks import cli_perception
 from drivelab.benchmarks import cli_train
 
-COMMAND_MODULES = [cli_demo, cli_env, cli_watch, readme_tables, bench_eval, make_leaderboard, cli_eval, cli_perception, cli_train]
+COMMAND_MODULES = [cli_demo, cli_env, cli_watch, readme_tables, bench_eval, bench_pretrained, make_leaderboard, cli_eval, cli_perception, cli_train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -133,9 +133,11 @@ class BatchedCamera:
             np.ascontiguousarray(reset, dtype=np.bool_), stack, boxes,
         )
 
-    def observation(self) -> np.ndarray:
-        """A copy of the stacks as (B, stack * C, H, W) uint8, oldest frame first."""
+    def observation(self, env: int | None = None) -> np.ndarray:
+        """A copy of the stacks as (B, stack * C, H, W) uint8, oldest frame first (one env: no B)."""
         b, s, ch, h, w = self.stack.shape
+        if env is not None:
+            return self.stack[env].reshape(s * ch, h, w).copy()
         return self.stack.reshape(b, s * ch, h, w).copy()
 
     def ground_truth(self, states: VehicleBatch) -> list[dict[str, np.ndarray]]:

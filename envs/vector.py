@@ -121,8 +121,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         infos: dict[str, Any] = {}
         done = terminated | truncated
         if done.any():
-            observation = self._observation()
-            self._autoreset(np.flatnonzero(done), observation, states.crashed[:, 0], truncated, infos)
+            self._autoreset(np.flatnonzero(done), states.crashed[:, 0], truncated, infos)
         self._add_ground_truth(infos)
         return self._observation(), rewards, terminated, truncated, infos
 
@@ -132,11 +131,11 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
     # -- internals --------------------------------------------------------------------------
 
     def _autoreset(
-        self, ended: np.ndarray, observation: Any, ego_crashed: np.ndarray, truncated: np.ndarray, infos: dict
+        self, ended: np.ndarray, ego_crashed: np.ndarray, truncated: np.ndarray, infos: dict
     ) -> None:
         final_obs = np.empty(self.num_envs, dtype=object)
-        for i in ended:
-            final_obs[i] = _take(observation, i)
+        for i in ended:  # only the finished envs' last observations are copied
+            final_obs[i] = self.camera.observation(i) if self.camera is not None else _take(self._native_obs, i)
         mask = np.zeros(self.num_envs, bool)
         mask[ended] = True
         success = self.sim.success(ended, truncated[ended])

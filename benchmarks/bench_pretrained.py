@@ -1,0 +1,87 @@
+"""`drivelab bench pretrained`: RL on camera frames with a pretrained encoder vs the same encoder
+from random weights: same steps, same seeds, evaluated on the protocol's held-out seeds.
+
+The encoder checkpoint comes from ``drivelab perception`` (a classifier's or detector's
+backbone); it was trained on single 128x64 frames at 0.5 m/px, so both arms train on that
+camera (the extractor runs it on each stacked frame). ``encoder.pretrained=false`` builds the
+identical network with random weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drivelab.benchmarks.protocol import env_kwargs_from_spec, evaluate, load_policy
+from drivelab.envs.records import machine_info, write_json_atomic
+
+RESULTS = Path("benchmarks/results")
+CAMERA = ("camera.width=128", "camera.height=64", "camera.metres_per_pixel=0.5")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """No top-level command; see ``register_bench``."""
+
+
+def register_bench(bench: argparse._SubParsersAction) -> None:
+    parser = bench.add_parser("pretrained", help="PPO with a pretrained perception encoder vs random init")
+    parser.add_argument("--encoder", type=Path, required=True, help="perception checkpoint (.safetensors)")
+    parser.add_argument("--env", default="drivelab/highway-fast-v0")
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--episodes", type=int, default=100, help="protocol episodes per trained agent")
+    parser.add_argument("--backend", default="envpool", help="evaluation backend (recorded)")
+    parser.add_argument("--freeze", action="store_true", help="keep the encoder frozen in both arms")
+    parser.add_argument("--runs", type=Path, default=Path("runs/pretrained"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "pretrained_vs_random.json")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dispatch = args.dispatch
+    arms = {"pretrained": "true", "random_init": "false"}
+    rows: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        for arm, pretrained in arms.items():
+            run_dir = args.runs / f"{arm}-s{seed}"
+            argv = ["train", "--env", args.env, "--algo", "ppo", "--steps", str(args.steps), "--seed", str(seed),
+                    "--encoder", str(args.encoder), "--run-dir", str(run_dir), "--force", "--threads", "1",
+                    "--no-progress", "--set", f"encoder.pretrained={pretrained}",
+                    "--set", f"encoder.freeze={'true' if args.freeze else 'false'}",
+                    "--set", f"eval_every_steps={max(args.steps // 4, 1)}"]
+            for pair in CAMERA:
+                argv += ["--set", pair]
+            print("$ drivelab " + " ".join(argv), flush=True)
+            if dispatch(argv) != 0:
+                return 2
+            policy, source = load_policy(str(run_dir), args.env)
+            result = evaluate(policy, args.env, episodes=args.episodes, backend=args.backend,
+                              num_envs=args.episodes, env_kwargs=env_kwargs_from_spec(source.spec))
+            returns = result.metric("episode_return")
+            rows.append({"arm": arm, "seed": seed, "mean_return": float(returns.mean()),
+                         "crash_rate": float(result.metric("crashed").mean()), "episodes": len(returns)})
+            print(rows[-1], flush=True)
+    summary = {}
+    for arm in arms:
+        mine = [r for r in rows if r["arm"] == arm]
+        summary[arm] = {"mean_return": float(np.mean([r["mean_return"] for r in mine])),
+                        "crash_rate": float(np.mean([r["crash_rate"] for r in mine]))}
+    winner = max(summary, key=lambda a: summary[a]["mean_return"])
+    record = {"benchmark": "pretrained-vs-random-encoder", "env_id": args.env, "encoder": str(args.encoder),
+              "steps": args.steps, "seeds": args.seeds, "freeze": args.freeze, "eval_backend": args.backend,
+              "runs": rows, "summary": summary, "higher_mean_return": winner, "machine": machine_info()}
+    write_json_atomic(args.out, record)
+    lines = [f"PPO, {args.env}, {args.steps} steps per run, seeds {args.seeds}, camera 128x64 at 0.5 m/px, "
+             f"encoder {'frozen' if args.freeze else 'fine-tuned'}; {args.episodes} protocol episodes per run "
+             f"({args.backend} backend).", "", "| encoder | seed | mean return | crash rate |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['arm']} | {r['seed']} | {r['mean_return']:.2f} | {r['crash_rate']:.2f} |" for r in rows]
+    lines += [f"| **{arm}** (mean) | | **{s['mean_return']:.2f}** | **{s['crash_rate']:.2f}** |" for arm, s in summary.items()]
+    md = args.out.with_suffix(".md")
+    tmp = md.with_name(f".{md.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(md)
+    print("\n".join(lines))
+    return 0
