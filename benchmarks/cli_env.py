@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def register_bench(bench: argparse._SubParsersAction) -> None:
     env = bench.add_parser("env", help="env-steps/s: highway-env vs drivelab batched (kinematics, camera)")
     env.add_argument("--scenarios", nargs="+", default=["highway-fast", "highway"])
-    env.add_argument("--num-envs", type=int, default=64)
+    env.add_argument("--num-envs", type=int, default=256, help="batch size of the drivelab runs (default %(default)s)")
     env.add_argument("--seconds", type=float, default=10.0, help="per drivelab measurement")
     env.add_argument("--baseline-seconds", type=float, default=20.0, help="per highway-env measurement")
     env.add_argument("--out", type=Path, default=RESULTS / "env_throughput.json")

@@ -3,6 +3,7 @@
 Both expose the same small interface to ``DrivingVectorEnv``:
 
 - ``reset(env_ids, seeds)`` -> native observations of those envs
+- ``start_reset(env_ids)`` -> a callable returning them (EnvPool resets meanwhile)
 - ``step(actions)`` -> native observations, rewards, terminated, truncated (all envs)
 - ``states(env_ids, detail)`` -> ``VehicleBatch`` of those envs (``"full"``, ``"pose"``, ``"ego"``)
 - ``rasters(env_ids, metres_per_pixel)`` -> road raster of each env
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import operator
 from itertools import chain
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium
@@ -73,6 +75,10 @@ class HighwayEnvSimulator:
             observations.append(obs)
         return concatenate(self.single_observation_space, observations, create_empty_array(self.single_observation_space, len(observations)))
 
+    def start_reset(self, env_ids: np.ndarray) -> Callable[[], Any]:
+        """Reset finished envs (unseeded): here all the work happens when the result is asked for."""
+        return lambda: self.reset(env_ids, [None] * len(env_ids))
+
     def step(self, actions: np.ndarray):
         rewards = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, bool)
@@ -84,7 +90,7 @@ class HighwayEnvSimulator:
         self._obs = concatenate(self.single_observation_space, observations, self._obs)
         return self._obs, rewards, terminated, truncated
 
-    def states(self, env_ids: np.ndarray, detail: str = "full") -> VehicleBatch:
+    def states(self, env_ids: np.ndarray, detail: str = "full", view_m: float | None = None) -> VehicleBatch:
         # Reading every vehicle costs little next to highway-env's own step: detail is moot.
         return from_highway_env([self.envs[i].unwrapped for i in env_ids])
 
@@ -211,17 +217,28 @@ class EnvPoolSimulator:
         obs, _ = self.pool.reset(np.asarray(env_ids, np.int32))
         return obs
 
+    def start_reset(self, env_ids: np.ndarray) -> Callable[[], np.ndarray]:
+        """Send the reset of finished envs and return what waits for their first observations.
+
+        EnvPool resets on its own threads meanwhile, so the caller can render the other envs'
+        frames instead of waiting (``reset`` is these two halves back to back).
+        """
+        self.pool._reset(np.asarray(env_ids, np.int32))
+        return lambda: self.pool.recv(reset=True, return_info=self.pool.config["gym_reset_return_info"])[0]
+
     def step(self, actions: np.ndarray):
         obs, rewards, terminated, truncated, info = self.pool.step(actions.astype(np.int32, copy=False))
         return obs, rewards.astype(np.float64), terminated, truncated
 
-    def states(self, env_ids: np.ndarray, detail: str = "full") -> VehicleBatch:
+    def states(self, env_ids: np.ndarray, detail: str = "full", view_m: float | None = None) -> VehicleBatch:
         """Vehicle states of some envs.
 
-        Reading attributes of EnvPool's pybind objects is what costs here (~0.15 us each), so
+        Reading attributes of EnvPool's pybind objects is what costs here (~0.16 us each), so
         ``detail`` says what to read: ``"ego"`` slot 0 alone (all the metrics need), ``"pose"``
-        every vehicle's x, y, heading (all the camera needs) with the ego's speed, or ``"full"``.
-        The crashed flag of other vehicles is read only where they can crash at all.
+        x, y, heading (all the camera needs) with the ego's speed, or ``"full"``. With
+        ``view_m``, "pose" reads y and heading only of vehicles within ``view_m`` of the ego
+        along x, and marks the others absent: the camera cannot see them anyway. The crashed
+        flag of other vehicles is read only where they can crash at all.
         """
         debug = self.pool.debug_states(np.asarray(env_ids, np.int32))
         vehicles = [d.vehicles[:1] for d in debug] if detail == "ego" else [d.vehicles for d in debug]
@@ -233,7 +250,10 @@ class EnvPoolSimulator:
         getter = operator.attrgetter(*names)
         slots = max(len(v) for v in vehicles)
         batch = VehicleBatch.empty(len(vehicles), slots)
-        if all(len(v) == slots for v in vehicles):
+        uniform = all(len(v) == slots for v in vehicles)
+        if detail == "pose" and view_m is not None and uniform:
+            self._read_near(vehicles, names, view_m, batch)
+        elif uniform:
             # One flat pass over the pybind objects; fromiter avoids nested Python lists.
             flat = chain.from_iterable(chain.from_iterable(map(getter, v)) for v in vehicles)
             values = np.fromiter(flat, np.float64, len(vehicles) * slots * len(names)).reshape(-1, slots, len(names))
@@ -243,8 +263,9 @@ class EnvPoolSimulator:
             for b, v in enumerate(vehicles):
                 values[b, : len(v)] = list(map(getter, v))
                 batch.present[b, : len(v)] = True
-        for k, name in enumerate(names):
-            setattr(batch, name, values[..., k] > 0.5 if name == "crashed" else values[..., k])
+        if not (detail == "pose" and view_m is not None and uniform):
+            for k, name in enumerate(names):
+                setattr(batch, name, values[..., k] > 0.5 if name == "crashed" else values[..., k])
         if "speed" not in names:
             batch.speed[:, 0] = [v[0].speed for v in vehicles]
         if "crashed" not in names:
@@ -258,6 +279,24 @@ class EnvPoolSimulator:
         batch.on_road = np.abs(batch.y - batch.lane_index * _LANE_WIDTH_M) <= _LANE_WIDTH_M / 2
         batch.lanes_count[:] = lanes_count
         return batch
+
+    @staticmethod
+    def _read_near(vehicles: list, names: list[str], view_m: float, batch: VehicleBatch) -> None:
+        """Fill ``batch`` from every vehicle's x, and the other fields of those near the ego."""
+        n, slots = batch.x.shape
+        get_x = operator.attrgetter("x")
+        x = np.fromiter(chain.from_iterable(map(get_x, v) for v in vehicles), np.float64, n * slots).reshape(n, slots)
+        near = np.abs(x - x[:, :1]) <= view_m  # (B, V); the ego is always near itself
+        rows, slots_near = np.nonzero(near)
+        rest = names[1:]
+        getter = operator.attrgetter(*rest)
+        flat = chain.from_iterable(getter(vehicles[b][k]) for b, k in zip(rows.tolist(), slots_near.tolist()))
+        values = np.fromiter(flat, np.float64, len(rows) * len(rest)).reshape(-1, len(rest))
+        batch.x = x
+        for k, name in enumerate(rest):
+            target = getattr(batch, name)
+            target[rows, slots_near] = values[:, k] > 0.5 if name == "crashed" else values[:, k]
+        batch.present = near
 
     def rasters(self, env_ids: np.ndarray, metres_per_pixel: float) -> list[RoadRaster]:
         if metres_per_pixel not in self._rasters:  # the road never changes within a pool

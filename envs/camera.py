@@ -20,6 +20,7 @@ from drivelab.envs.states import VehicleBatch
 EGO_RGB = (255, 230, 0)  # yellow: stands out from the blue cars in grayscale too
 CAR_RGB = (100, 200, 255)  # highway-env's vehicle blue
 CRASHED_RGB = (255, 100, 100)
+MAX_VEHICLE_HALF_DIAGONAL_M = 5.0  # covers highway-env's cars (5 x 2 m) and trucks (up to ~10 m long)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ class CameraConfig:
     @property
     def channels(self) -> int:
         return 3 if self.color == "rgb" else 1
+
+    @property
+    def view_reach_m(self) -> float:
+        """Farthest a vehicle centre can be from the ego along x and still touch the frame [m]."""
+        ahead = max(self.ego_position[0], 1.0 - self.ego_position[0]) * self.width * self.metres_per_pixel
+        return ahead + MAX_VEHICLE_HALF_DIAGONAL_M + self.metres_per_pixel
 
     @property
     def observation_shape(self) -> tuple[int, int, int]:

@@ -10,6 +10,7 @@ reading EnvPool's per-env debug-state objects (the only API that exposes every v
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium
@@ -67,6 +68,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         self._all = np.arange(self.num_envs)
         self._pending_seed = seed
         self._detail = "pose" if self.camera is not None else "ego"
+        self._view_m = camera.view_reach_m if camera is not None else None
         self._states: VehicleBatch | None = None  # what this step read (see ``_detail``)
         self._full_states: VehicleBatch | None = None  # every field, read on demand
         self._rasters: list = []
@@ -96,7 +98,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
                 raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
         with simulator_errors(self.backend, self.scenario.env_id, self.sim_config):
             self._native_obs = self.sim.reset(self._all, seeds)
-            self._states = self.sim.states(self._all, self._detail)
+            self._states = self.sim.states(self._all, self._detail, self._view_m)
             self._full_states = None
         self.tracker.start(self._all, seeds, self._states)
         if self.camera is not None:
@@ -112,16 +114,19 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         native, rewards, terminated, truncated = self.sim.step(actions)
         self._native_obs = native
         # Read only what this step needs: poses for the camera, the ego for the metrics.
-        states = self.sim.states(self._all, self._detail)
+        states = self.sim.states(self._all, self._detail, self._view_m)
         self._full_states = None
+        done = terminated | truncated
+        ended = np.flatnonzero(done)
+        # Finished envs start resetting now (on EnvPool's threads) while this thread draws.
+        finish_reset = self.sim.start_reset(ended) if len(ended) else None
         self.tracker.update(rewards, states)
         if self.camera is not None:
             self.camera.render(states, self._rasters, np.zeros(self.num_envs, bool))
         self._states = states
         infos: dict[str, Any] = {}
-        done = terminated | truncated
-        if done.any():
-            self._autoreset(np.flatnonzero(done), states.crashed[:, 0], truncated, infos)
+        if finish_reset is not None:
+            self._autoreset(ended, finish_reset, states.crashed[:, 0], truncated, infos)
         self._add_ground_truth(infos)
         return self._observation(), rewards, terminated, truncated, infos
 
@@ -131,7 +136,12 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
     # -- internals --------------------------------------------------------------------------
 
     def _autoreset(
-        self, ended: np.ndarray, ego_crashed: np.ndarray, truncated: np.ndarray, infos: dict
+        self,
+        ended: np.ndarray,
+        finish_reset: Callable[[], Any],
+        ego_crashed: np.ndarray,
+        truncated: np.ndarray,
+        infos: dict,
     ) -> None:
         final_obs = np.empty(self.num_envs, dtype=object)
         for i in ended:  # only the finished envs' last observations are copied
@@ -145,9 +155,9 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             column = np.zeros(self.num_envs, values.dtype)
             column[ended] = values
             driving[name] = column
-        new_obs = self.sim.reset(ended, [None] * len(ended))
+        new_obs = finish_reset()
         _put(self._native_obs, ended, new_obs)
-        rows = self.sim.states(ended, self._detail)
+        rows = self.sim.states(ended, self._detail, self._view_m)
         self._states = replace_rows(self._states, ended, rows)
         self.tracker.start(ended, [None] * len(ended), rows)
         if self.camera is not None:

@@ -147,3 +147,24 @@ def test_resolution_and_colour_options():
     assert ego_box[2] - ego_box[0] == 20 and ego_box[3] - ego_box[1] == 8  # 5 m x 2 m at 0.25 m/px
     frame = obs[0, 3:].transpose(1, 2, 0)
     assert np.all(frame == MARKING_RGB, axis=-1).any()
+
+
+def test_reading_only_nearby_vehicles_draws_the_same_frames():
+    env = de.make("drivelab/highway-v0", num_envs=4, backend="envpool", observation="camera", seed=2,
+                  camera={"ground_truth": True})
+    env.reset()
+    for _ in range(3):
+        env.step(np.full(4, 3, np.int64))
+    ids = np.arange(4)
+    near = env.sim.states(ids, "pose", env.camera_config.view_reach_m)
+    full = env.sim.states(ids, "full")
+    assert near.present.sum() < full.present.sum()  # highway-v0 has 50 cars: most are far away
+    outputs = []
+    for states in (near, full):
+        camera = BatchedCamera(env.camera_config, 4)
+        camera.render(states, env.sim.rasters(ids, 0.5), np.ones(4, bool))
+        outputs.append((camera.observation(), camera.ground_truth(states)))
+    np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
+    for a, b in zip(outputs[0][1], outputs[1][1]):
+        np.testing.assert_array_equal(a["boxes"], b["boxes"])
+        np.testing.assert_array_equal(a["track_ids"], b["track_ids"])
