@@ -1,7 +1,7 @@
 """Evaluation speed: the protocol's 100 episodes on the batched backend vs highway-env.
 
-Runs the same policy on the same held-out seeds on both backends in one invocation, prints the
-wall times and their ratio, and checks that both give statistically consistent results
+Runs the same policy on the same held-out seeds on both backends in one invocation (each after
+a 2-episode warm-up), prints the wall times and their ratio, and checks that both give statistically consistent results
 (Welch's z for mean return and length, a two-proportion z for the crash rate; |z| < 3). The
 backends draw traffic from different random streams, so episodes differ one by one; only
 their statistics must agree. Target: batched >= 50x faster.
@@ -38,6 +38,8 @@ def run(policy_label: str, env_id: str, episodes: int, reference_envs: int) -> d
     env_kwargs = env_kwargs_from_spec(source.spec)
     timings, results = {}, {}
     for backend, num_envs in (("envpool", episodes), ("highway-env", reference_envs)):
+        # warm-up (compiled kernels, torch's first calls, caches), then the timed run
+        evaluate(policy, env_id, episodes=2, backend=backend, num_envs=2, env_kwargs=env_kwargs)
         policy.reset(None)
         start = time.perf_counter()
         results[backend] = evaluate(policy, env_id, episodes=episodes, backend=backend, num_envs=num_envs,

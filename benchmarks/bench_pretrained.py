@@ -2,8 +2,8 @@
 from random weights: same steps, same seeds, evaluated on the protocol's held-out seeds.
 
 The encoder checkpoint comes from ``drivelab perception`` (a classifier's or detector's
-backbone); it was trained on single 128x64 frames at 0.5 m/px, so both arms train on that
-camera (the extractor runs it on each stacked frame). ``encoder.pretrained=false`` builds the
+backbone, trained on single frames); both arms train on the camera it was trained on
+(``--camera``), and the extractor runs it on each stacked frame. ``encoder.pretrained=false`` builds the
 identical network with random weights.
 """
 
@@ -19,7 +19,6 @@ from drivelab.benchmarks.protocol import env_kwargs_from_spec, evaluate, load_po
 from drivelab.envs.records import machine_info, write_json_atomic
 
 RESULTS = Path("benchmarks/results")
-CAMERA = ("camera.width=128", "camera.height=64", "camera.metres_per_pixel=0.5")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +34,8 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     parser.add_argument("--episodes", type=int, default=100, help="protocol episodes per trained agent")
     parser.add_argument("--backend", default="envpool", help="evaluation backend (recorded)")
     parser.add_argument("--freeze", action="store_true", help="keep the encoder frozen in both arms")
+    parser.add_argument("--camera", default="width=128,height=64,metres_per_pixel=0.5",
+                        help="the camera the encoder was trained on (default %(default)s)")
     parser.add_argument("--runs", type=Path, default=Path("runs/pretrained"))
     parser.add_argument("--out", type=Path, default=RESULTS / "pretrained_vs_random.json")
     parser.set_defaults(func=run)
@@ -52,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
                     "--no-progress", "--set", f"encoder.pretrained={pretrained}",
                     "--set", f"encoder.freeze={'true' if args.freeze else 'false'}",
                     "--set", f"eval_every_steps={max(args.steps // 4, 1)}"]
-            for pair in CAMERA:
-                argv += ["--set", pair]
+            for pair in args.camera.split(","):
+                argv += ["--set", f"camera.{pair.strip()}"]
             print("$ drivelab " + " ".join(argv), flush=True)
             if dispatch(argv) != 0:
                 return 2
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
               "steps": args.steps, "seeds": args.seeds, "freeze": args.freeze, "eval_backend": args.backend,
               "runs": rows, "summary": summary, "higher_mean_return": winner, "machine": machine_info()}
     write_json_atomic(args.out, record)
-    lines = [f"PPO, {args.env}, {args.steps} steps per run, seeds {args.seeds}, camera 128x64 at 0.5 m/px, "
+    lines = [f"PPO, {args.env}, {args.steps} steps per run, seeds {args.seeds}, camera {args.camera}, "
              f"encoder {'frozen' if args.freeze else 'fine-tuned'}; {args.episodes} protocol episodes per run "
              f"({args.backend} backend).", "", "| encoder | seed | mean return | crash rate |", "|---|---:|---:|---:|"]
     lines += [f"| {r['arm']} | {r['seed']} | {r['mean_return']:.2f} | {r['crash_rate']:.2f} |" for r in rows]
