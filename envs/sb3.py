@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from drivelab.envs.errors import BackendUnavailableError
 from drivelab.envs.make import make
 from drivelab.envs.vector import DrivingVectorEnv
 
@@ -78,8 +79,15 @@ class DrivingSB3VecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         return [False] * len(self._indices(indices))
 
-    def get_images(self):
-        raise NotImplementedError("use `drivelab watch` to render episodes")
+    def get_images(self) -> list[np.ndarray]:
+        """The newest camera frame of every env as RGB (H, W, 3), for SB3's video recorder."""
+        if self.vector.camera is None:
+            raise BackendUnavailableError(
+                "images come from the camera: make the env with observation='camera', or use `drivelab watch`"
+            )
+        newest = self.vector.camera.stack[:, -1].transpose(0, 2, 3, 1)  # (B, H, W, C)
+        rgb = np.repeat(newest, 3, axis=3) if newest.shape[3] == 1 else newest
+        return list(rgb.copy())
 
     def _indices(self, indices) -> list[int]:
         if indices is None:

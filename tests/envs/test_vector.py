@@ -116,3 +116,15 @@ def test_sb3_seed_makes_reset_deterministic():
         return env.reset()
 
     np.testing.assert_array_equal(first_obs(), first_obs())
+
+
+def test_sb3_get_images_are_the_camera_frames():
+    env = de.make_sb3("drivelab/highway-fast-v0", num_envs=2, observation="camera", seed=0)
+    obs = env.reset()
+    images = env.get_images()
+    assert len(images) == 2 and images[0].shape == (64, 128, 3)
+    np.testing.assert_array_equal(images[1][..., 0], obs[1, -1])
+    native = de.make_sb3("drivelab/highway-fast-v0", num_envs=1)
+    native.reset()
+    with pytest.raises(de.BackendUnavailableError, match="camera"):
+        native.get_images()
