@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 META_ACTIONS = ("LANE_LEFT", "IDLE", "LANE_RIGHT", "FASTER", "SLOWER")
 OVERLAYS = ("camera", "detections", "saliency")
 HUD_HEIGHT_PX = 22
+# SDL drivers that open no window: "offscreen" (what we use headless) and the other,
+# black-frame driver some setups still export; either way there is no screen to show.
+HEADLESS_SDL_DRIVERS = ("offscreen", "dummy")
 
 # An overlay draws on the upscaled camera panel: (panel RGB (h, w, 3), camera frame stack (C, H, W)) -> panel
 Overlay = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -58,7 +61,7 @@ class WatchedEpisode:
 def display_available() -> bool:
     """A window can be opened: an X or Wayland display and a real SDL video driver."""
     has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return has_display and os.environ.get("SDL_VIDEODRIVER", "") not in ("offscreen", "dummy")
+    return has_display and os.environ.get("SDL_VIDEODRIVER", "") not in HEADLESS_SDL_DRIVERS
 
 
 def _action_label(action: np.ndarray, space: Any) -> str:
