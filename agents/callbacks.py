@@ -181,6 +181,27 @@ class CheckpointCallback(BaseCallback):
         self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps
 
 
+class TimeBudgetCallback(BaseCallback):
+    """Stops training at the first step after ``wall_s()`` passes ``budget_s`` seconds.
+
+    ``wall_s`` measures the whole run (earlier sessions of a resumed run included), so "trained
+    for at most N minutes" holds across resumes; the step in flight and the final checkpoint and
+    export still finish, so the run ends a few seconds past the budget.
+    """
+
+    def __init__(self, wall_s: Callable[[], float], budget_s: float) -> None:
+        super().__init__()
+        self.wall_s, self.budget_s = wall_s, budget_s
+        self.stopped_at: int | None = None
+
+    def _on_step(self) -> bool:
+        if self.wall_s() < self.budget_s:
+            return True
+        self.stopped_at = int(self.num_timesteps)
+        log.info("time budget of %.1f min reached at step %d; stopping", self.budget_s / 60, self.num_timesteps)
+        return False
+
+
 class PeriodicEvalCallback(BaseCallback):
     """Evaluates the current policy on held-out seeds every N steps and keeps the best one.
 

@@ -113,6 +113,9 @@ class TrainConfig:
     eval_episodes: int = 20
     eval_envs: int = 10
     eval_seed: int = EVAL_SEED_BASE  # held-out seeds for best-model selection
+    # Wall-clock budget of the whole run (resumes and periodic evaluations included) [min];
+    # training stops at the first step past it and checkpoints/exports as usual. 0: no budget.
+    max_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -162,6 +165,8 @@ class TrainConfig:
             )
         if self.eval_episodes <= 0 or self.eval_envs <= 0:
             raise ConfigError("eval_episodes and eval_envs must be positive")
+        if self.max_minutes < 0:
+            raise ConfigError(f"max_minutes must be >= 0 (0 means no budget), got {self.max_minutes}")
         if self.checkpoint_every_steps <= 0 or self.eval_every_steps < 0:
             raise ConfigError("checkpoint_every_steps must be positive and eval_every_steps >= 0")
         if self.ppo is not None and self.ppo.batch_size > self.ppo.n_envs * self.ppo.n_steps:

@@ -44,6 +44,7 @@ from drivelab.agents.callbacks import (
     NamespacedWriter,
     PeriodicEvalCallback,
     ProgressBarCallback,
+    TimeBudgetCallback,
 )
 from drivelab.agents.checkpoints import CheckpointInfo, find_last_checkpoint, load_checkpoint
 from drivelab.agents.configs import TRAIN_SEED_LIMIT, TrainConfig, from_mapping
@@ -65,7 +66,7 @@ log = logging.getLogger("drivelab.agents")
 
 CHECKPOINTS, BEST, FINAL = "checkpoints", "best", "final"
 # Only these may differ between a run's saved config and a --resume invocation.
-RESUMABLE_CHANGES = ("total_steps", "device")
+RESUMABLE_CHANGES = ("total_steps", "device", "max_minutes")
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 
 def resume_config(run_dir: Path, requested: TrainConfig | None) -> TrainConfig:
-    """The config to resume with: the saved one, with ``total_steps``/``device`` from ``requested``.
+    """The config to resume with: the saved one, with the ``RESUMABLE_CHANGES`` from ``requested``.
 
     Raises:
         RunDirError: ``requested`` differs from the saved config in anything else.
@@ -170,7 +171,7 @@ def resume_config(run_dir: Path, requested: TrainConfig | None) -> TrainConfig:
             f"cannot resume {run_dir} with a different config ({details}); only "
             f"{' and '.join(RESUMABLE_CHANGES)} may change. Start a new run (--run-dir) or --force"
         )
-    return saved.replace(total_steps=requested.total_steps, device=requested.device)
+    return saved.replace(**{key: getattr(requested, key) for key in RESUMABLE_CHANGES})
 
 
 def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
@@ -237,8 +238,8 @@ def train(
     """Train (or continue training) one run.
 
     Args:
-        config: the run's config; with ``resume`` only ``total_steps`` and ``device`` may
-            differ from the saved one.
+        config: the run's config; with ``resume`` only ``RESUMABLE_CHANGES`` may differ from
+            the saved one.
         run_dir: the run directory.
         resume: continue from the last checkpoint of ``run_dir``.
         force: delete an existing run in ``run_dir`` first (only once everything else checked).
@@ -321,6 +322,8 @@ def _learn(
         )
     callbacks.append(CheckpointCallback(run_dir / CHECKPOINTS, config.algo, config.checkpoint_every_steps))
     callbacks.append(EpisodeMetricsCallback(log_every_steps or max(config.total_steps // 50, 1)))
+    if config.max_minutes > 0:
+        callbacks.append(TimeBudgetCallback(wall_s, config.max_minutes * 60.0))
     callbacks.extend(extra_callbacks)
     try:
         if remaining > 0:

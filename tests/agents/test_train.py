@@ -72,6 +72,22 @@ def test_resume_continues_step_counter_and_logs(algo: str, tmp_path: Path, tiny_
               progress_bar=False)
 
 
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_time_budget_stops_the_run_and_resume_can_lift_it(algo: str, tmp_path: Path, tiny_config) -> None:
+    run_dir = tmp_path / algo
+    config = tiny_config(algo, total_steps=256, eval_every_steps=0, max_minutes=1e-6)
+    n_envs = config.algo_config.n_envs
+    stopped = train(config, run_dir, progress_bar=False)
+    assert stopped.num_timesteps == n_envs  # the budget is past after the first vector step
+    assert find_last_checkpoint(run_dir / "checkpoints").step == n_envs
+    assert stopped.final_export.is_file()
+    finished = train(tiny_config(algo, total_steps=256, eval_every_steps=0, max_minutes=0), run_dir,
+                     resume=True, progress_bar=False)
+    assert finished.num_timesteps >= 256  # PPO resumes mid-rollout, so it may overshoot by a rollout
+    with pytest.raises(ConfigError, match="max_minutes must be >= 0"):
+        tiny_config(algo, max_minutes=-1)
+
+
 def test_existing_run_dir_is_never_overwritten(ppo_run: TrainResult, tmp_path: Path, tiny_config) -> None:
     run_dir = tmp_path / "copy"
     shutil.copytree(ppo_run.run_dir, run_dir)
