@@ -7,6 +7,7 @@ A suite file names the grid and the overrides shared by its runs::
     algos: [ppo, dqn]
     seeds: [0, 1, 2]
     overrides: {total_steps: 200000}    # dotted TrainConfig keys, for every run
+    algo_overrides: {dqn: {total_steps: 100000}}  # ... and for one algorithm's runs
     runs_dir: runs/highway-camera
 
 Each run lives in ``<runs_dir>/<scenario>_<algo>_s<seed>``; running a suite again continues
@@ -15,6 +16,7 @@ unfinished runs from their checkpoints and skips finished ones.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +43,20 @@ class SuiteConfig:
     description: str = ""
     device: str = "auto"
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted TrainConfig keys
+    algo_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per algorithm, over `overrides`
     runs_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.algo_overrides) - set(self.algos))
+        if unknown:
+            raise ConfigError(
+                f"algo_overrides names {', '.join(unknown)}, which the suite does not train; "
+                f"its algos are {', '.join(self.algos)}"
+            )
+
+    def overrides_for(self, algo: str, seed: int) -> dict[str, Any]:
+        """The dotted TrainConfig overrides of one run."""
+        return {**self.overrides, **self.algo_overrides.get(algo, {}), "seed": seed, "device": self.device}
 
     def run_dir(self, scenario: str, algo: str, seed: int) -> Path:
         return Path(self.runs_dir) / f"{scenario_name(scenario)}_{algo}_s{seed}"
@@ -62,13 +77,26 @@ def read_suite(path: Path | str) -> SuiteConfig:
         raise ConfigError(f"invalid YAML in suite {path}: {error}") from error
     suite = from_mapping(SuiteConfig, document, f"suite {path.name}")
     for scenario, algo, seed in grid(suite):  # fail before the first run, not in the middle
-        load_train_config(scenario, algo, {**suite.overrides, "seed": seed, "device": suite.device})
+        load_train_config(scenario, algo, suite.overrides_for(algo, seed))
     return suite
 
 
 def grid(suite: SuiteConfig) -> list[tuple[str, str, int]]:
     """Every (scenario, algo, seed) of a suite, in run order."""
     return [(s, a, seed) for s in suite.scenarios for a in suite.algos for seed in suite.seeds]
+
+
+def only_algos(suite: SuiteConfig, algos: list[str]) -> SuiteConfig:
+    """The suite restricted to some of its algorithms (to train them in separate processes).
+
+    Raises:
+        ConfigError: an algorithm the suite does not train.
+    """
+    unknown = sorted(set(algos) - set(suite.algos))
+    if unknown:
+        raise ConfigError(f"suite {suite.name} does not train {', '.join(unknown)}; its algos are {', '.join(suite.algos)}")
+    kept = tuple(a for a in suite.algos if a in algos)
+    return dataclasses.replace(suite, algos=kept, algo_overrides={a: o for a, o in suite.algo_overrides.items() if a in kept})
 
 
 def run_suite(
@@ -85,7 +113,7 @@ def run_suite(
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     runs: list[dict[str, Any]] = []
     for index, (scenario, algo, seed) in enumerate(grid(suite), start=1):
-        config = load_train_config(scenario, algo, {**suite.overrides, "seed": seed, "device": suite.device})
+        config = load_train_config(scenario, algo, suite.overrides_for(algo, seed))
         run_dir = suite.run_dir(scenario, algo, seed)
         resume = (run_dir / "config.json").is_file()
         announce(f"[{index}/{len(grid(suite))}] {scenario} {algo} seed {seed} -> {run_dir}"

@@ -14,7 +14,7 @@ import torch
 
 from drivelab.agents import ALGOS, ConfigError, load_train_config, train
 from drivelab.agents.configs import parse_overrides, scenario_name
-from drivelab.agents.suite import read_suite, run_suite
+from drivelab.agents.suite import only_algos, read_suite, run_suite
 from drivelab.agents.train import load_run_config
 from drivelab.benchmarks import bench_train_speed
 
@@ -53,6 +53,8 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     parser.add_argument("--suite", type=Path, required=True, help="e.g. benchmarks/suites/highway-camera.yaml")
     parser.add_argument("--out", type=Path, default=None,
                         help="results JSON (default benchmarks/results/rl_<suite>_<time>.json)")
+    parser.add_argument("--algos", nargs="+", default=None,
+                        help="train only these of the suite's algorithms (e.g. PPO and DQN in two processes)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_bench_rl)
@@ -130,6 +132,8 @@ def run_bench_rl(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     suite = read_suite(args.suite)
+    if args.algos:
+        suite = only_algos(suite, args.algos)
     record = run_suite(suite, progress_bar=not args.no_progress)
     out = args.out or RESULTS / f"rl_{suite.name}_{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

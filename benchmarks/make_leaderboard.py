@@ -1,7 +1,8 @@
 """`drivelab bench leaderboard`: the baseline leaderboard, generated, never typed.
 
 Evaluates random, idle and the IDM/MOBIL driver, and the trained camera agents found under
-``--runs`` (``ppo-s*`` and ``dqn-s*``: one entry per algorithm, one run per training seed) on
+``--runs`` (every run directory below it whose ``config.json`` names ``--env`` and camera
+frames: one entry per algorithm, one run per training seed, as `drivelab bench rl` lays them out) on
 the protocol's held-out seeds with the reference backend; submits them to ``--db``; writes
 ``benchmarks/results/LEADERBOARD.md`` (shown in README), a static HTML page, failure videos
 of the trained agents, and ``benchmarks/results/rl_highway_camera.{json,md}``: each agent's
@@ -11,6 +12,7 @@ per-seed results with mean and spread across training seeds.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def register_bench(bench: argparse._SubParsersAction) -> None:
     parser = bench.add_parser("leaderboard", help="evaluate baselines + trained agents; write LEADERBOARD.md")
     parser.add_argument("--env", default="drivelab/highway-fast-v0")
-    parser.add_argument("--runs", type=Path, default=Path("runs/highway-camera"), help="holds ppo-s*/ and dqn-s*/")
+    parser.add_argument("--runs", type=Path, default=Path("runs/highway-camera"), help="searched for PPO/DQN run directories")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--db", type=Path, default=Path("runs/leaderboard.db"))
     parser.add_argument("--videos", type=Path, default=Path("runs/failures"), help="failure videos of trained agents")
@@ -39,8 +41,17 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _run_dirs(root: Path, algo: str) -> list[Path]:
-    return sorted(p for p in root.glob(f"{algo}-s*") if p.is_dir() and ((p / "best").exists() or (p / "final").exists()))
+def _run_dirs(root: Path, algo: str, env_id: str) -> list[Path]:
+    """Trained camera runs of ``algo`` on ``env_id`` below ``root`` that have an exported policy."""
+    found = []
+    for config_path in sorted(root.glob("*/config.json")):
+        config = json.loads(config_path.read_text())
+        run = config_path.parent
+        if (config.get("algo"), config.get("env_id"), config.get("observation")) == (algo, env_id, "camera") and (
+            (run / "best").exists() or (run / "final").exists()
+        ):
+            found.append(run)
+    return found
 
 
 def rl_report(db: Path, env_id: str) -> dict[str, Any]:
@@ -90,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     common = ["--env", args.env, "--episodes", str(args.episodes), "--submit", "--db", str(args.db)]
     commands = [["eval", "--policy", f"baseline:{name}", "--name", name, *common] for name in BASELINES]
     for algo in ALGOS:
-        runs = _run_dirs(args.runs, algo)
+        runs = _run_dirs(args.runs, algo, args.env)
         if runs:
             commands.append(["eval", "--policy", *map(str, runs), "--name", f"{algo}-camera", "--algorithm", algo,
                              "--record-failures", str(args.videos / algo), "--max-failure-videos", "3", *common])

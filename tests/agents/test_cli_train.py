@@ -83,3 +83,26 @@ def test_shipped_suites_resolve() -> None:
 
     suite = read_suite(Path(__file__).parents[2] / "benchmarks" / "suites" / "highway-camera.yaml")
     assert grid(suite) == [("drivelab/highway-fast-v0", a, s) for a in ("ppo", "dqn") for s in (0, 1, 2)]
+
+
+def test_suite_algo_overrides_and_algo_filter(tmp_path: Path) -> None:
+    from drivelab.agents import ConfigError, load_train_config
+    from drivelab.agents.suite import grid, only_algos, read_suite
+
+    suite = {"name": "two", "scenarios": ["drivelab/highway-fast-v0"], "algos": ["ppo", "dqn"], "seeds": [0, 1],
+             "overrides": {"total_steps": 1000, "max_minutes": 30},
+             "algo_overrides": {"dqn": {"total_steps": 500, "dqn.gamma": 0.9}}}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    loaded = read_suite(path)
+    ppo = load_train_config("drivelab/highway-fast-v0", "ppo", loaded.overrides_for("ppo", 1))
+    dqn = load_train_config("drivelab/highway-fast-v0", "dqn", loaded.overrides_for("dqn", 1))
+    assert (ppo.total_steps, dqn.total_steps, dqn.dqn.gamma, ppo.max_minutes, dqn.seed) == (1000, 500, 0.9, 30, 1)
+    only_dqn = only_algos(loaded, ["dqn"])
+    assert grid(only_dqn) == [("drivelab/highway-fast-v0", "dqn", 0), ("drivelab/highway-fast-v0", "dqn", 1)]
+    assert only_dqn.overrides_for("dqn", 0)["total_steps"] == 500
+    with pytest.raises(ConfigError, match="does not train sac"):
+        only_algos(loaded, ["sac"])
+    path.write_text(yaml.safe_dump({**suite, "algos": ["ppo"]}))
+    with pytest.raises(ConfigError, match="algo_overrides names dqn"):
+        read_suite(path)

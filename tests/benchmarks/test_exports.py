@@ -7,6 +7,7 @@ import csv
 import hashlib
 import html
 import io
+import json
 
 import numpy as np
 import pytest
@@ -151,3 +152,23 @@ def test_leaderboard_command(board, tmp_path, capsys):
     assert "alpha" in out.read_text() and "beta" in out.read_text()
     with pytest.raises(LeaderboardError, match="no leaderboard"):
         _run_cli(["leaderboard", "--db", str(tmp_path / "none.db")])
+
+
+def test_leaderboard_finds_camera_runs_by_their_config(tmp_path):
+    from drivelab.benchmarks.make_leaderboard import _run_dirs
+
+    def run(name, algo, env="drivelab/highway-fast-v0", obs="camera", exported=True):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"algo": algo, "env_id": env, "observation": obs}))
+        if exported:
+            (folder / "best").mkdir()
+        return folder
+
+    wanted = [run("highway-fast_ppo_s0", "ppo"), run("ppo-s1", "ppo")]
+    run("highway-fast_dqn_s0", "dqn")
+    run("merge_ppo_s0", "ppo", env="drivelab/merge-v0")
+    run("native_ppo_s0", "ppo", obs="native")
+    run("unfinished_ppo_s2", "ppo", exported=False)
+    assert _run_dirs(tmp_path, "ppo", "drivelab/highway-fast-v0") == sorted(wanted)
+    assert [p.name for p in _run_dirs(tmp_path, "dqn", "drivelab/highway-fast-v0")] == ["highway-fast_dqn_s0"]
