@@ -38,6 +38,8 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
     parser.add_argument("--db", type=Path, default=Path("runs/leaderboard.db"))
     parser.add_argument("--videos", type=Path, default=Path("runs/failures"), help="failure videos of trained agents")
     parser.add_argument("--html", type=Path, default=Path("runs/leaderboard_html"))
+    parser.add_argument("--agents", nargs="+", choices=[*BASELINES, *ALGOS], default=[*BASELINES, *ALGOS],
+                        help="evaluate only these (the others keep their entries in --db); default all")
     parser.set_defaults(func=run)
 
 
@@ -99,8 +101,9 @@ def rl_report_md(report: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     dispatch = args.dispatch
     common = ["--env", args.env, "--episodes", str(args.episodes), "--submit", "--db", str(args.db)]
-    commands = [["eval", "--policy", f"baseline:{name}", "--name", name, *common] for name in BASELINES]
-    for algo in ALGOS:
+    commands = [["eval", "--policy", f"baseline:{name}", "--name", name, *common] for name in BASELINES
+                if name in args.agents]
+    for algo in (a for a in ALGOS if a in args.agents):
         runs = _run_dirs(args.runs, algo, args.env)
         if runs:
             commands.append(["eval", "--policy", *map(str, runs), "--name", f"{algo}-camera", "--algorithm", algo,

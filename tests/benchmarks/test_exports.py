@@ -172,3 +172,25 @@ def test_leaderboard_finds_camera_runs_by_their_config(tmp_path):
     run("unfinished_ppo_s2", "ppo", exported=False)
     assert _run_dirs(tmp_path, "ppo", "drivelab/highway-fast-v0") == sorted(wanted)
     assert [p.name for p in _run_dirs(tmp_path, "dqn", "drivelab/highway-fast-v0")] == ["highway-fast_dqn_s0"]
+
+
+def test_leaderboard_script_evaluates_only_the_agents_asked_for(tmp_path):
+    from drivelab.benchmarks.cli import build_parser
+
+    run_dir = tmp_path / "runs" / "highway-fast_dqn_s0"
+    (run_dir / "best").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(
+        {"algo": "dqn", "env_id": "drivelab/highway-fast-v0", "observation": "camera"}))
+    seen = []
+
+    def dispatch(argv):
+        seen.append(argv)
+        return 1 if argv[0] == "leaderboard" else 0  # stop before the report reads the database
+
+    args = build_parser().parse_args(["bench", "leaderboard", "--runs", str(tmp_path / "runs"),
+                                      "--db", str(tmp_path / "lb.db"), "--agents", "idm", "dqn"])
+    args.dispatch = dispatch
+    assert args.func(args) == 1
+    evaluated = [argv[argv.index("--name") + 1] for argv in seen if argv[0] == "eval"]
+    assert evaluated == ["idm", "dqn-camera"]
+    assert str(run_dir) in seen[1]
