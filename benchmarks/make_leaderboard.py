@@ -56,6 +56,20 @@ def _run_dirs(root: Path, algo: str, env_id: str) -> list[Path]:
     return found
 
 
+def _training_record(policy_label: str) -> dict[str, Any]:
+    """Steps and minutes a run trained for (its final export) and its best checkpoint's step."""
+    run = Path(policy_label)
+    record: dict[str, Any] = {"trained_steps": None, "training_min": None, "best_step": None}
+    final, best = run / "final" / "policy.json", run / "best" / "policy.json"
+    if final.is_file():
+        spec = json.loads(final.read_text())
+        record["trained_steps"] = spec.get("num_timesteps")
+        record["training_min"] = spec["training_wall_s"] / 60 if spec.get("training_wall_s") else None
+    if best.is_file():
+        record["best_step"] = json.loads(best.read_text()).get("eval", {}).get("step")
+    return record
+
+
 def rl_report(db: Path, env_id: str) -> dict[str, Any]:
     """Per training seed and across seeds: mean return and crash rate of the trained agents."""
     with Leaderboard(db, create=False) as board:
@@ -67,33 +81,39 @@ def rl_report(db: Path, env_id: str) -> dict[str, Any]:
             returns = np.array([e.episode_return for e in run.episodes])
             crashed = np.array([e.crashed for e in run.episodes], float)
             runs.append({"policy": run.policy_label, "seed": run.training_seed, "episodes": len(returns),
-                         "mean_return": float(returns.mean()), "crash_rate": float(crashed.mean())})
+                         "mean_return": float(returns.mean()), "crash_rate": float(crashed.mean()),
+                         **_training_record(run.policy_label)})
         means = np.array([r["mean_return"] for r in runs])
         crashes = np.array([r["crash_rate"] for r in runs])
         agents.append({
             "agent": entry.metadata.agent_name, "algorithm": entry.metadata.algorithm, "runs": runs,
             "mean_return": float(means.mean()), "return_std_across_seeds": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
             "crash_rate": float(crashes.mean()), "crash_rate_std_across_seeds": float(crashes.std(ddof=1)) if len(crashes) > 1 else 0.0,
-            "training_steps": entry.metadata.training_steps, "training_wall_s": entry.metadata.training_wall_s,
         })  # fmt: skip
     return {"benchmark": "rl-driving-quality", "env_id": env_id, "protocol": "drivelab-eval-v1",
             "backend": "highway-env", "target": "mean return >= 24, crash rate <= 10%", "agents": agents,
             "machine": machine_info()}  # fmt: skip
 
 
+def _maybe(value: Any, form: str) -> str:
+    return "?" if value is None else format(value, form)
+
+
 def rl_report_md(report: dict[str, Any]) -> str:
     lines = [
         f"{report['env_id']}, protocol {report['protocol']}, {report['backend']} backend; target {report['target']}.",
         "",
-        "| agent | training seed | episodes | mean return | crash rate |",
-        "|---|---:|---:|---:|---:|",
+        "| agent | training seed | trained steps | training time [min] | best checkpoint step | episodes | mean return | crash rate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for agent in report["agents"]:
         for run in agent["runs"]:
-            lines.append(f"| {agent['agent']} | {run['seed']} | {run['episodes']} | {run['mean_return']:.2f} | {run['crash_rate']:.2f} |")
-        wall = agent["training_wall_s"]
-        lines.append(f"| **{agent['agent']}** (mean ± sd over seeds; {agent['training_steps'] or '?'} steps, "
-                     f"{(wall or 0) / 60:.0f} min each) | | | **{agent['mean_return']:.2f} ± {agent['return_std_across_seeds']:.2f}** "
+            lines.append(
+                f"| {agent['agent']} | {run['seed']} | {_maybe(run['trained_steps'], ',')} | {_maybe(run['training_min'], '.1f')} "
+                f"| {_maybe(run['best_step'], ',')} | {run['episodes']} | {run['mean_return']:.2f} | {run['crash_rate']:.2f} |"
+            )
+        lines.append(f"| **{agent['agent']}** (mean ± sd over {len(agent['runs'])} seeds) | | | | | "
+                     f"| **{agent['mean_return']:.2f} ± {agent['return_std_across_seeds']:.2f}** "
                      f"| **{agent['crash_rate']:.2f} ± {agent['crash_rate_std_across_seeds']:.2f}** |")
     return "\n".join(lines)
 

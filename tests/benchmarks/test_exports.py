@@ -194,3 +194,23 @@ def test_leaderboard_script_evaluates_only_the_agents_asked_for(tmp_path):
     evaluated = [argv[argv.index("--name") + 1] for argv in seen if argv[0] == "eval"]
     assert evaluated == ["idm", "dqn-camera"]
     assert str(run_dir) in seen[1]
+
+
+def test_rl_report_reads_each_runs_training_budget(tmp_path):
+    from drivelab.benchmarks.make_leaderboard import _training_record, rl_report_md
+
+    run = tmp_path / "highway-fast_ppo_s0"
+    (run / "final").mkdir(parents=True)
+    (run / "best").mkdir()
+    (run / "final" / "policy.json").write_text(json.dumps({"num_timesteps": 1371840, "training_wall_s": 1800.5}))
+    (run / "best" / "policy.json").write_text(json.dumps({"eval": {"step": 851968}}))
+    record = _training_record(str(run))
+    assert record == {"trained_steps": 1371840, "training_min": pytest.approx(30.008, abs=1e-3), "best_step": 851968}
+    assert _training_record("baseline:idm") == {"trained_steps": None, "training_min": None, "best_step": None}
+    runs = [{"seed": s, "episodes": 100, "mean_return": r, "crash_rate": c, **record}
+            for s, r, c in [(0, 25.0, 0.1), (1, 23.0, 0.2)]]
+    md = rl_report_md({"env_id": "e", "protocol": "p", "backend": "b", "target": "t", "agents": [
+        {"agent": "ppo-camera", "runs": runs, "mean_return": 24.0, "return_std_across_seeds": 1.41421,
+         "crash_rate": 0.15, "crash_rate_std_across_seeds": 0.0707}]})
+    assert "| ppo-camera | 1 | 1,371,840 | 30.0 | 851,968 | 100 | 23.00 | 0.20 |" in md
+    assert "**24.00 ± 1.41**" in md and "over 2 seeds" in md
