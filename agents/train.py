@@ -169,7 +169,7 @@ def resume_config(run_dir: Path, requested: TrainConfig | None) -> TrainConfig:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
         raise RunDirError(
             f"cannot resume {run_dir} with a different config ({details}); only "
-            f"{' and '.join(RESUMABLE_CHANGES)} may change. Start a new run (--run-dir) or --force"
+            f"{', '.join(RESUMABLE_CHANGES)} may change. Start a new run (--run-dir) or --force"
         )
     return saved.replace(**{key: getattr(requested, key) for key in RESUMABLE_CHANGES})
 
