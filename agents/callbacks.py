@@ -154,31 +154,50 @@ class ProgressBarCallback(BaseCallback):
             self.bar.close()
 
 
-class CheckpointCallback(BaseCallback):
-    """Saves a resumable checkpoint every ``every_steps`` env steps and at the end of training."""
+class EveryNStepsCallback(BaseCallback):
+    """Calls ``run()`` at the first rollout start at or past each multiple of ``every_steps``.
 
-    def __init__(self, folder: Path, algo: str, every_steps: int) -> None:
+    Rollout starts are where SB3 has a consistent model (PPO between rollouts and updates, DQN
+    between vector steps). Subclasses implement ``run`` and call ``schedule()`` when done.
+    """
+
+    def __init__(self, every_steps: int) -> None:
         super().__init__()
-        self.folder, self.algo, self.every_steps = folder, algo, every_steps
+        self.every_steps = every_steps
         self._next = 0
 
-    def _on_training_start(self) -> None:
+    def schedule(self) -> None:
+        """Set the next firing to the multiple of ``every_steps`` after the current step."""
         self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps
+
+    def _on_training_start(self) -> None:
+        self.schedule()
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps >= self._next:
-            self.save()
+            self.run()
 
     def _on_step(self) -> bool:
         return True
 
-    def _on_training_end(self) -> None:
-        self.save()
+    def run(self) -> None:
+        raise NotImplementedError
 
-    def save(self) -> None:
+
+class CheckpointCallback(EveryNStepsCallback):
+    """Saves a resumable checkpoint every ``every_steps`` env steps and at the end of training."""
+
+    def __init__(self, folder: Path, algo: str, every_steps: int) -> None:
+        super().__init__(every_steps)
+        self.folder, self.algo = folder, algo
+
+    def _on_training_end(self) -> None:
+        self.run()
+
+    def run(self) -> None:
         info = save_checkpoint(self.model, self.algo, self.folder)
         log.debug("checkpoint at step %d in %s", info.step, info.folder)
-        self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps
+        self.schedule()
 
 
 class TimeBudgetCallback(BaseCallback):
@@ -192,17 +211,15 @@ class TimeBudgetCallback(BaseCallback):
     def __init__(self, wall_s: Callable[[], float], budget_s: float) -> None:
         super().__init__()
         self.wall_s, self.budget_s = wall_s, budget_s
-        self.stopped_at: int | None = None
 
     def _on_step(self) -> bool:
         if self.wall_s() < self.budget_s:
             return True
-        self.stopped_at = int(self.num_timesteps)
         log.info("time budget of %.1f min reached at step %d; stopping", self.budget_s / 60, self.num_timesteps)
         return False
 
 
-class PeriodicEvalCallback(BaseCallback):
+class PeriodicEvalCallback(EveryNStepsCallback):
     """Evaluates the current policy on held-out seeds every N steps and keeps the best one.
 
     Args:
@@ -220,22 +237,10 @@ class PeriodicEvalCallback(BaseCallback):
         history_path: Path,
         best_mean_return: float = -np.inf,
     ) -> None:
-        super().__init__()
-        self.evaluate, self.on_best = evaluate, on_best
-        self.every_steps, self.history_path = every_steps, history_path
+        super().__init__(every_steps)
+        self.evaluate, self.on_best, self.history_path = evaluate, on_best, history_path
         self.best_mean_return = best_mean_return
-        self._next = 0
         self._last_step = -1
-
-    def _on_training_start(self) -> None:
-        self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps
-
-    def _on_rollout_start(self) -> None:
-        if self.num_timesteps >= self._next:
-            self.run()
-
-    def _on_step(self) -> bool:
-        return True
 
     def _on_training_end(self) -> None:
         if self._last_step != self.num_timesteps:
@@ -256,4 +261,4 @@ class PeriodicEvalCallback(BaseCallback):
             self.num_timesteps, result.mean_return, result.crash_rate, self.best_mean_return,
         )
         self._last_step = self.num_timesteps
-        self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps
+        self.schedule()
