@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from drivelab.benchmarks.leaderboard import Leaderboard
+from drivelab.envs.errors import ConfigError
 from drivelab.envs.records import machine_info, write_json_atomic
 
 RESULTS = Path("benchmarks/results")
@@ -47,7 +48,13 @@ def _run_dirs(root: Path, algo: str, env_id: str) -> list[Path]:
     """Trained camera runs of ``algo`` on ``env_id`` below ``root`` that have an exported policy."""
     found = []
     for config_path in sorted(root.glob("*/config.json")):
-        config = json.loads(config_path.read_text())
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(
+                f"run config {config_path} is unreadable or corrupt ({error}); fix or move that run "
+                f"out of {root}, or pass --runs"
+            ) from error
         run = config_path.parent
         if (config.get("algo"), config.get("env_id"), config.get("observation")) == (algo, env_id, "camera") and (
             (run / "best").exists() or (run / "final").exists()

@@ -16,6 +16,7 @@ from drivelab.benchmarks import cli_eval, exports
 from drivelab.benchmarks.exports import ExportError, rank_entries
 from drivelab.benchmarks.leaderboard import EntryMetadata, Leaderboard, LeaderboardError, RunRecord
 from drivelab.benchmarks.protocol import EpisodeRecord
+from drivelab.envs.errors import ConfigError
 
 HIGHWAY = "drivelab/highway-fast-v0"
 MERGE = "drivelab/merge-v0"
@@ -172,6 +173,9 @@ def test_leaderboard_finds_camera_runs_by_their_config(tmp_path):
     run("unfinished_ppo_s2", "ppo", exported=False)
     assert _run_dirs(tmp_path, "ppo", "drivelab/highway-fast-v0") == sorted(wanted)
     assert [p.name for p in _run_dirs(tmp_path, "dqn", "drivelab/highway-fast-v0")] == ["highway-fast_dqn_s0"]
+    (wanted[0] / "config.json").write_text('{"algo": "pp')  # cut short
+    with pytest.raises(ConfigError, match="highway-fast_ppo_s0/config.json is unreadable or corrupt"):
+        _run_dirs(tmp_path, "ppo", "drivelab/highway-fast-v0")
 
 
 def test_leaderboard_script_evaluates_only_the_agents_asked_for(tmp_path):
