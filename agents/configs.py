@@ -116,6 +116,9 @@ class TrainConfig:
     # Wall-clock budget of the whole run (resumes and periodic evaluations included) [min];
     # training stops at the first step past it and checkpoints/exports as usual. 0: no budget.
     max_minutes: float = 0.0
+    # Subtracted from the reward of the step on which the ego crashes, in training only:
+    # evaluation, best-model selection and the logged episode returns use the env's own reward.
+    crash_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -167,6 +170,8 @@ class TrainConfig:
             raise ConfigError("eval_episodes and eval_envs must be positive")
         if self.max_minutes < 0:
             raise ConfigError(f"max_minutes must be >= 0 (0 means no budget), got {self.max_minutes}")
+        if self.crash_penalty < 0:
+            raise ConfigError(f"crash_penalty must be >= 0 (it is subtracted on a crash), got {self.crash_penalty}")
         if self.checkpoint_every_steps <= 0 or self.eval_every_steps < 0:
             raise ConfigError("checkpoint_every_steps must be positive and eval_every_steps >= 0")
         if self.ppo is not None and self.ppo.batch_size > self.ppo.n_envs * self.ppo.n_steps:

@@ -99,6 +99,21 @@ def only_algos(suite: SuiteConfig, algos: list[str]) -> SuiteConfig:
     return dataclasses.replace(suite, algos=kept, algo_overrides={a: o for a, o in suite.algo_overrides.items() if a in kept})
 
 
+def only_seeds(suite: SuiteConfig, seeds: list[int]) -> SuiteConfig:
+    """The suite restricted to some of its seeds (to train them in separate processes).
+
+    Raises:
+        ConfigError: a seed the suite does not train.
+    """
+    unknown = sorted(set(seeds) - set(suite.seeds))
+    if unknown:
+        raise ConfigError(
+            f"suite {suite.name} does not train seeds {', '.join(map(str, unknown))}; "
+            f"its seeds are {', '.join(map(str, suite.seeds))}"
+        )
+    return dataclasses.replace(suite, seeds=tuple(s for s in suite.seeds if s in seeds))
+
+
 def run_suite(
     suite: SuiteConfig,
     progress_bar: bool = True,

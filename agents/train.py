@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 import drivelab.envs as de
 from drivelab.agents.callbacks import (
@@ -103,19 +104,43 @@ def env_kwargs(config: TrainConfig) -> dict[str, Any]:
     }
 
 
+class CrashPenalty(VecEnvWrapper):
+    """Subtracts ``penalty`` from the reward of the step on which an env's ego crashes.
+
+    Training-only reward shaping: the ``episode`` infos keep the env's own return, so the logged
+    returns, like evaluation, stay comparable with unshaped runs.
+    """
+
+    def __init__(self, venv: VecEnv, penalty: float) -> None:
+        super().__init__(venv)
+        self.penalty = penalty
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for i in np.flatnonzero(dones):
+            if infos[i].get("driving", {}).get("crashed"):
+                rewards[i] -= self.penalty
+        return obs, rewards, dones, infos
+
+
 def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
     """The SB3 vector env of a run (batched backend), checked against the algorithm.
 
     Raises:
         ConfigError: DQN on a continuous-action scenario, or a bad env/camera config.
     """
-    env = de.make_sb3(config.env_id, num_envs=config.algo_config.n_envs, seed=seed, **env_kwargs(config))
+    env: VecEnv = de.make_sb3(config.env_id, num_envs=config.algo_config.n_envs, seed=seed, **env_kwargs(config))
     if config.algo == "dqn" and not isinstance(env.action_space, gym.spaces.Discrete):
         env.close()
         raise ConfigError(
             f"DQN needs discrete actions, but {config.env_id} has continuous actions "
             f"{env.action_space}; use --algo ppo"
         )
+    if config.crash_penalty > 0:
+        env = CrashPenalty(env, config.crash_penalty)
     return env
 
 

@@ -14,7 +14,7 @@ import torch
 
 from drivelab.agents import ALGOS, ConfigError, load_train_config, train
 from drivelab.agents.configs import parse_overrides, scenario_name
-from drivelab.agents.suite import only_algos, read_suite, run_suite
+from drivelab.agents.suite import only_algos, only_seeds, read_suite, run_suite
 from drivelab.agents.train import load_run_config
 from drivelab.benchmarks import bench_train_speed
 
@@ -55,6 +55,8 @@ def register_bench(bench: argparse._SubParsersAction) -> None:
                         help="results JSON (default benchmarks/results/rl_<suite>_<time>.json)")
     parser.add_argument("--algos", nargs="+", default=None,
                         help="train only these of the suite's algorithms (e.g. PPO and DQN in two processes)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="train only these of the suite's seeds (e.g. two seeds in two processes)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_bench_rl)
@@ -134,6 +136,8 @@ def run_bench_rl(args: argparse.Namespace) -> int:
     suite = read_suite(args.suite)
     if args.algos:
         suite = only_algos(suite, args.algos)
+    if args.seeds:
+        suite = only_seeds(suite, args.seeds)
     record = run_suite(suite, progress_bar=not args.no_progress)
     out = args.out or RESULTS / f"rl_{suite.name}_{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

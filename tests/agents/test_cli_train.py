@@ -85,9 +85,9 @@ def test_shipped_suites_resolve() -> None:
     assert grid(suite) == [("drivelab/highway-fast-v0", a, s) for a in ("ppo", "dqn") for s in (0, 1, 2)]
 
 
-def test_suite_algo_overrides_and_algo_filter(tmp_path: Path) -> None:
+def test_suite_algo_overrides_and_algo_and_seed_filters(tmp_path: Path) -> None:
     from drivelab.agents import ConfigError, load_train_config
-    from drivelab.agents.suite import grid, only_algos, read_suite
+    from drivelab.agents.suite import grid, only_algos, only_seeds, read_suite
 
     suite = {"name": "two", "scenarios": ["drivelab/highway-fast-v0"], "algos": ["ppo", "dqn"], "seeds": [0, 1],
              "overrides": {"total_steps": 1000, "max_minutes": 30},
@@ -103,6 +103,9 @@ def test_suite_algo_overrides_and_algo_filter(tmp_path: Path) -> None:
     assert only_dqn.overrides_for("dqn", 0)["total_steps"] == 500
     with pytest.raises(ConfigError, match="does not train sac"):
         only_algos(loaded, ["sac"])
+    assert grid(only_seeds(only_dqn, [1])) == [("drivelab/highway-fast-v0", "dqn", 1)]
+    with pytest.raises(ConfigError, match="does not train seeds 5; its seeds are 0, 1"):
+        only_seeds(loaded, [1, 5])
     path.write_text(yaml.safe_dump({**suite, "algos": ["ppo"]}))
     with pytest.raises(ConfigError, match="algo_overrides names dqn"):
         read_suite(path)

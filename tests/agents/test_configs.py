@@ -48,6 +48,7 @@ def test_round_trip_through_plain_dict() -> None:
         ({"device": "tpu"}, "unknown device"),
         ({"encoder.name": "resnet"}, "neither one of nature, fast"),
         ({"ppo.batch_size": 4096, "ppo.n_envs": 2, "ppo.n_steps": 8}, "exceeds the rollout size"),
+        ({"crash_penalty": -1.0}, "crash_penalty must be >= 0"),
     ],
 )
 def test_bad_values_name_what_is_valid(overrides: dict, message: str) -> None:

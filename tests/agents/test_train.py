@@ -116,3 +116,27 @@ def test_resume_refuses_corrupt_checkpoints(ppo_run: TrainResult, tmp_path: Path
         train(tiny_config("ppo", total_steps=400), run_dir, resume=True, progress_bar=False)
     with pytest.raises(RunDirError, match="holds no run"):
         train(tiny_config("ppo"), tmp_path / "empty", resume=True, progress_bar=False)
+
+
+def test_crash_penalty_shapes_training_rewards_only_on_crash_steps(tiny_config) -> None:
+    from drivelab.agents.train import CrashPenalty, make_training_env
+
+    shaped = make_training_env(tiny_config("ppo", crash_penalty=5.0), seed=7)
+    plain = make_training_env(tiny_config("ppo"), seed=7)
+    assert isinstance(shaped, CrashPenalty) and not isinstance(plain, CrashPenalty)
+    idle = np.full(shaped.num_envs, 1)  # IDLE: highway-fast traffic soon runs into a constant-speed ego
+    crashes = 0
+    try:
+        shaped.reset(), plain.reset()
+        for _ in range(40):
+            shaped.step_async(idle), plain.step_async(idle)
+            (_, r_shaped, dones, infos), (_, r_plain, dones_plain, infos_plain) = shaped.step_wait(), plain.step_wait()
+            np.testing.assert_array_equal(dones, dones_plain)
+            crashed = np.array([bool(info.get("driving", {}).get("crashed")) for info in infos])
+            crashes += int(crashed.sum())
+            np.testing.assert_allclose(r_shaped, r_plain - 5.0 * crashed, atol=1e-6)
+            for i in np.flatnonzero(dones):  # logged episode returns stay the env's own
+                assert infos[i]["episode"]["r"] == infos_plain[i]["episode"]["r"]
+    finally:
+        shaped.close(), plain.close()
+    assert crashes > 0
