@@ -395,6 +395,43 @@ class Leaderboard:
             rows,
         )
 
+    def remove_superseded(self, env_id: str, agent_names: Sequence[str]) -> int:
+        """Keep only the newest entry of each agent name (per submitter and protocol) on a scenario.
+
+        For a benchmark that owns its database and re-evaluates an agent whose policies changed
+        (new weights, new digest, so ``submit`` made a new entry). Returns how many entries went.
+        """
+
+        def remove() -> int:
+            connection = self._connection
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                marks = ", ".join("?" * len(agent_names))
+                rows = connection.execute(
+                    f"SELECT id, agent_name, submitter, protocol_version FROM entries WHERE env_id = ? "
+                    f"AND agent_name IN ({marks}) ORDER BY updated_at DESC, id DESC",
+                    (env_id, *agent_names),
+                ).fetchall()
+                newest: set[tuple[str, str, str]] = set()
+                stale = []
+                for entry_id, *key in rows:
+                    if tuple(key) in newest:
+                        stale.append(entry_id)
+                    newest.add(tuple(key))
+                connection.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in stale])  # cascades
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return len(stale)
+
+        if not agent_names:
+            return 0
+        try:
+            return int(self._retry(remove))
+        except sqlite3.Error as error:
+            raise LeaderboardError(f"could not write to {self.path}: {error}") from error
+
     def row_counts(self) -> dict[str, int]:
         """Number of rows in each table."""
         return {

@@ -135,11 +135,22 @@ def run(args: argparse.Namespace) -> int:
         if runs:
             commands.append(["eval", "--policy", *map(str, runs), "--name", f"{algo}-camera", "--algorithm", algo,
                              "--record-failures", str(args.videos / algo), "--max-failure-videos", "3", *common])
-    commands += [
+    renders = [
         ["leaderboard", "--db", str(args.db), "--env", args.env, "--format", "md", "--out", str(RESULTS / "LEADERBOARD.md")],
         ["leaderboard", "--db", str(args.db), "--env", args.env, "--format", "html", "--out", str(args.html)],
     ]
     for argv in commands:
+        print("$ drivelab " + " ".join(argv), flush=True)
+        status = dispatch(argv)
+        if status != 0:
+            return status
+    # An agent re-evaluated with new weights is a new entry: the one it replaces leaves this
+    # benchmark's board only now that the new one is in.
+    with Leaderboard(args.db) as board:
+        removed = board.remove_superseded(args.env, [argv[argv.index("--name") + 1] for argv in commands])
+    if removed:
+        print(f"removed {removed} superseded entr{'y' if removed == 1 else 'ies'} from {args.db}")
+    for argv in renders:
         print("$ drivelab " + " ".join(argv), flush=True)
         status = dispatch(argv)
         if status != 0:

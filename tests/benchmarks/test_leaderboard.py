@@ -76,6 +76,20 @@ def test_resubmission_replaces_entry_instead_of_duplicating(tmp_path):
         assert [e.metadata.env_id for e in board.entries(env_id="drivelab/merge-v0")] == ["drivelab/merge-v0"]
 
 
+def test_remove_superseded_keeps_the_newest_entry_of_each_agent(tmp_path):
+    with Leaderboard(tmp_path / "board.db") as board:
+        old = board.submit(make_metadata("a" * 64), [RunRecord("a" * 64, "p", make_episodes(4))])
+        other_submitter = board.submit(make_metadata("b" * 64, submitter="bob"), [RunRecord("b" * 64, "p", make_episodes(2))])
+        other_agent = board.submit(make_metadata("c" * 64, agent_name="idm"), [RunRecord("c" * 64, "p", make_episodes(2))])
+        other_env = board.submit(make_metadata("d" * 64, env_id="drivelab/merge-v0"), [RunRecord("d" * 64, "p", make_episodes(2))])
+        new = board.submit(make_metadata("e" * 64), [RunRecord("e" * 64, "p", make_episodes(3))])
+        assert board.remove_superseded(ENV_ID, ["ppo-cnn", "idm"]) == 1
+        assert sorted(e.id for e in board.entries()) == sorted([other_submitter, other_agent, other_env, new])
+        assert old not in [e.id for e in board.entries()]
+        assert board.row_counts() == {"entries": 4, "runs": 4, "episodes": 9}  # the old runs went too
+        assert board.remove_superseded(ENV_ID, ["ppo-cnn"]) == 0
+
+
 def test_failed_submission_leaves_no_partial_entry(tmp_path):
     with Leaderboard(tmp_path / "board.db") as board:
         board.submit(make_metadata(), [RunRecord("a" * 64, "p", make_episodes(4))])
