@@ -125,6 +125,16 @@ def rl_report_md(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _dispatch_all(dispatch: Any, commands: list[list[str]]) -> int:
+    """Run drivelab commands in turn, echoing each; the first non-zero status stops them."""
+    for argv in commands:
+        print("$ drivelab " + " ".join(argv), flush=True)
+        status = dispatch(argv)
+        if status != 0:
+            return status
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     dispatch = args.dispatch
     common = ["--env", args.env, "--episodes", str(args.episodes), "--submit", "--db", str(args.db)]
@@ -139,22 +149,18 @@ def run(args: argparse.Namespace) -> int:
         ["leaderboard", "--db", str(args.db), "--env", args.env, "--format", "md", "--out", str(RESULTS / "LEADERBOARD.md")],
         ["leaderboard", "--db", str(args.db), "--env", args.env, "--format", "html", "--out", str(args.html)],
     ]
-    for argv in commands:
-        print("$ drivelab " + " ".join(argv), flush=True)
-        status = dispatch(argv)
-        if status != 0:
-            return status
+    status = _dispatch_all(dispatch, commands)
+    if status != 0:
+        return status
     # An agent re-evaluated with new weights is a new entry: the one it replaces leaves this
     # benchmark's board only now that the new one is in.
     with Leaderboard(args.db) as board:
         removed = board.remove_superseded(args.env, [argv[argv.index("--name") + 1] for argv in commands])
     if removed:
         print(f"removed {removed} superseded entr{'y' if removed == 1 else 'ies'} from {args.db}")
-    for argv in renders:
-        print("$ drivelab " + " ".join(argv), flush=True)
-        status = dispatch(argv)
-        if status != 0:
-            return status
+    status = _dispatch_all(dispatch, renders)
+    if status != 0:
+        return status
     report = rl_report(args.db, args.env)
     if report["agents"]:
         write_json_atomic(RESULTS / "rl_highway_camera.json", report)

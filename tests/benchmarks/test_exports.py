@@ -218,3 +218,32 @@ def test_rl_report_reads_each_runs_training_budget(tmp_path):
          "crash_rate": 0.15, "crash_rate_std_across_seeds": 0.0707}]})
     assert "| ppo-camera | 1 | 1,371,840 | 30.0 | 851,968 | 100 | 23.00 | 0.20 |" in md
     assert "**24.00 ± 1.41**" in md and "over 2 seeds" in md
+
+
+def test_leaderboard_script_replaces_an_agent_re_evaluated_with_new_weights(tmp_path):
+    from drivelab.benchmarks.cli import build_parser
+
+    db = tmp_path / "lb.db"
+    calls = []
+
+    def dispatch(argv):  # stands in for `drivelab eval --submit`: new weights, new digest, each time
+        if argv[0] == "eval":
+            calls.append(argv)
+            name = argv[argv.index("--name") + 1]
+            sha = hashlib.sha256(f"{name}-{len(calls)}".encode()).hexdigest()
+            metadata = EntryMetadata(submitter="bob", agent_name=name, algorithm=name, env_id="drivelab/highway-fast-v0",
+                                     protocol_version="drivelab-eval-v1", policy_sha256=sha, backend="highway-env")
+            with Leaderboard(db) as board:
+                board.submit(metadata, [RunRecord(sha, name, episodes_with_returns([20.0 + len(calls)] * 5))])
+        return 0
+
+    for agents in (["idm", "idle"], ["idm"]):
+        args = build_parser().parse_args(["bench", "leaderboard", "--runs", str(tmp_path / "none"), "--db", str(db),
+                                          "--agents", *agents])
+        args.dispatch = dispatch
+        assert args.func(args) == 0
+    with Leaderboard(db) as board:
+        entries = {e.metadata.agent_name: e for e in board.entries()}
+        assert board.row_counts()["entries"] == 2
+    assert entries["idm"].runs[0].episodes[0].episode_return == 23.0  # the re-evaluation, not the first
+    assert entries["idle"].runs[0].episodes[0].episode_return in (21.0, 22.0)  # not re-evaluated: kept
