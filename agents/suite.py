@@ -86,32 +86,27 @@ def grid(suite: SuiteConfig) -> list[tuple[str, str, int]]:
     return [(s, a, seed) for s in suite.scenarios for a in suite.algos for seed in suite.seeds]
 
 
-def only_algos(suite: SuiteConfig, algos: list[str]) -> SuiteConfig:
-    """The suite restricted to some of its algorithms (to train them in separate processes).
+def only(suite: SuiteConfig, algos: list[str] | None = None, seeds: list[int] | None = None) -> SuiteConfig:
+    """The suite restricted to some of its algorithms and/or seeds (to train parts of it in
+    separate processes); None keeps them all.
 
     Raises:
-        ConfigError: an algorithm the suite does not train.
+        ConfigError: an algorithm or seed the suite does not train.
     """
-    unknown = sorted(set(algos) - set(suite.algos))
-    if unknown:
-        raise ConfigError(f"suite {suite.name} does not train {', '.join(unknown)}; its algos are {', '.join(suite.algos)}")
-    kept = tuple(a for a in suite.algos if a in algos)
-    return dataclasses.replace(suite, algos=kept, algo_overrides={a: o for a, o in suite.algo_overrides.items() if a in kept})
-
-
-def only_seeds(suite: SuiteConfig, seeds: list[int]) -> SuiteConfig:
-    """The suite restricted to some of its seeds (to train them in separate processes).
-
-    Raises:
-        ConfigError: a seed the suite does not train.
-    """
-    unknown = sorted(set(seeds) - set(suite.seeds))
-    if unknown:
-        raise ConfigError(
-            f"suite {suite.name} does not train seeds {', '.join(map(str, unknown))}; "
-            f"its seeds are {', '.join(map(str, suite.seeds))}"
-        )
-    return dataclasses.replace(suite, seeds=tuple(s for s in suite.seeds if s in seeds))
+    for what, asked, trained in (("algos", algos, suite.algos), ("seeds", seeds, suite.seeds)):
+        unknown = sorted(set(asked or ()) - set(trained))
+        if unknown:
+            raise ConfigError(
+                f"suite {suite.name} does not train {what} {', '.join(map(str, unknown))}; "
+                f"its {what} are {', '.join(map(str, trained))}"
+            )
+    kept_algos = tuple(a for a in suite.algos if algos is None or a in algos)
+    return dataclasses.replace(
+        suite,
+        algos=kept_algos,
+        seeds=tuple(s for s in suite.seeds if seeds is None or s in seeds),
+        algo_overrides={a: o for a, o in suite.algo_overrides.items() if a in kept_algos},
+    )
 
 
 def run_suite(

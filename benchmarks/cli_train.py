@@ -14,7 +14,7 @@ import torch
 
 from drivelab.agents import ALGOS, ConfigError, load_train_config, train
 from drivelab.agents.configs import parse_overrides, scenario_name
-from drivelab.agents.suite import only_algos, only_seeds, read_suite, run_suite
+from drivelab.agents.suite import only, read_suite, run_suite
 from drivelab.agents.train import load_run_config
 from drivelab.benchmarks import bench_train_speed
 
@@ -133,11 +133,7 @@ def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def run_bench_rl(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    suite = read_suite(args.suite)
-    if args.algos:
-        suite = only_algos(suite, args.algos)
-    if args.seeds:
-        suite = only_seeds(suite, args.seeds)
+    suite = only(read_suite(args.suite), args.algos, args.seeds)
     record = run_suite(suite, progress_bar=not args.no_progress)
     out = args.out or RESULTS / f"rl_{suite.name}_{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

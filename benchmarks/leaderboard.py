@@ -23,12 +23,12 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from drivelab.envs.errors import DrivelabError
 
 DEFAULT_DB_PATH = Path("runs/leaderboard.db")
 SCHEMA_VERSION = 1  # stored in PRAGMA user_version
+T = TypeVar("T")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_S = 60.0  # how long one statement waits for another writer
 _RETRIES = 8  # whole-transaction retries after the busy timeout ran out
@@ -271,6 +272,28 @@ class Leaderboard:
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
+    def _write(self, work: Callable[[], T]) -> T:
+        """Run ``work()`` in one ``BEGIN IMMEDIATE`` transaction (retried while the file is busy).
+
+        Raises:
+            LeaderboardError: the write failed; the transaction was rolled back whole.
+        """
+
+        def transaction() -> T:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work()
+                self._connection.execute("COMMIT")
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            return result
+
+        try:
+            return self._retry(transaction)
+        except sqlite3.Error as error:
+            raise LeaderboardError(f"could not write to {self.path}: {error}") from error
+
     def _schema_state(self) -> tuple[int, set[str]]:
         version = self._connection.execute("PRAGMA user_version").fetchone()[0]
         query = "SELECT name FROM sqlite_master WHERE type = 'table'"
@@ -323,10 +346,7 @@ class Leaderboard:
         """
         if not runs or any(not run.episodes for run in runs):
             raise LeaderboardError("a submission needs at least one run with at least one episode")
-        try:
-            return int(self._retry(lambda: self._submit_once(metadata, runs)))
-        except sqlite3.Error as error:
-            raise LeaderboardError(f"could not write to {self.path}: {error}") from error
+        return int(self._write(lambda: self._submit_once(metadata, runs)))
 
     def _submit_once(self, metadata: EntryMetadata, runs: Sequence[RunRecord]) -> int:
         connection = self._connection
@@ -348,33 +368,27 @@ class Leaderboard:
             "hardware": metadata.hardware,
             "updated_at": now,
         }
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            row = connection.execute(
-                "SELECT id FROM entries WHERE policy_sha256 = ? AND protocol_version = ? "
-                "AND env_id = ?",
-                (metadata.policy_sha256, metadata.protocol_version, metadata.env_id),
-            ).fetchone()
-            if row is None:
-                columns = ", ".join([*values, "created_at"])
-                marks = ", ".join("?" * (len(values) + 1))
-                cursor = connection.execute(
-                    f"INSERT INTO entries ({columns}) VALUES ({marks})", (*values.values(), now)
-                )
-                entry_id = int(cursor.lastrowid)
-            else:
-                entry_id = int(row[0])
-                assignments = ", ".join(f"{name} = ?" for name in values)
-                connection.execute(
-                    f"UPDATE entries SET {assignments} WHERE id = ?", (*values.values(), entry_id)
-                )
-                connection.execute("DELETE FROM runs WHERE entry_id = ?", (entry_id,))  # cascades
-            for run_index, run in enumerate(runs):
-                self._insert_run(entry_id, run_index, run)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+        row = connection.execute(
+            "SELECT id FROM entries WHERE policy_sha256 = ? AND protocol_version = ? "
+            "AND env_id = ?",
+            (metadata.policy_sha256, metadata.protocol_version, metadata.env_id),
+        ).fetchone()
+        if row is None:
+            columns = ", ".join([*values, "created_at"])
+            marks = ", ".join("?" * (len(values) + 1))
+            cursor = connection.execute(
+                f"INSERT INTO entries ({columns}) VALUES ({marks})", (*values.values(), now)
+            )
+            entry_id = int(cursor.lastrowid)
+        else:
+            entry_id = int(row[0])
+            assignments = ", ".join(f"{name} = ?" for name in values)
+            connection.execute(
+                f"UPDATE entries SET {assignments} WHERE id = ?", (*values.values(), entry_id)
+            )
+            connection.execute("DELETE FROM runs WHERE entry_id = ?", (entry_id,))  # cascades
+        for run_index, run in enumerate(runs):
+            self._insert_run(entry_id, run_index, run)
         return entry_id
 
     def _insert_run(self, entry_id: int, run_index: int, run: RunRecord) -> None:
@@ -403,34 +417,22 @@ class Leaderboard:
         """
 
         def remove() -> int:
-            connection = self._connection
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                marks = ", ".join("?" * len(agent_names))
-                rows = connection.execute(
-                    f"SELECT id, agent_name, submitter, protocol_version FROM entries WHERE env_id = ? "
-                    f"AND agent_name IN ({marks}) ORDER BY updated_at DESC, id DESC",
-                    (env_id, *agent_names),
-                ).fetchall()
-                newest: set[tuple[str, str, str]] = set()
-                stale = []
-                for entry_id, *key in rows:
-                    if tuple(key) in newest:
-                        stale.append(entry_id)
-                    newest.add(tuple(key))
-                connection.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in stale])  # cascades
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+            marks = ", ".join("?" * len(agent_names))
+            rows = self._connection.execute(
+                f"SELECT id, agent_name, submitter, protocol_version FROM entries WHERE env_id = ? "
+                f"AND agent_name IN ({marks}) ORDER BY updated_at DESC, id DESC",
+                (env_id, *agent_names),
+            ).fetchall()
+            newest: set[tuple[str, str, str]] = set()
+            stale = []
+            for entry_id, *key in rows:
+                if tuple(key) in newest:
+                    stale.append(entry_id)
+                newest.add(tuple(key))
+            self._connection.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in stale])  # cascades
             return len(stale)
 
-        if not agent_names:
-            return 0
-        try:
-            return int(self._retry(remove))
-        except sqlite3.Error as error:
-            raise LeaderboardError(f"could not write to {self.path}: {error}") from error
+        return self._write(remove) if agent_names else 0
 
     def row_counts(self) -> dict[str, int]:
         """Number of rows in each table."""

@@ -87,7 +87,7 @@ def test_shipped_suites_resolve() -> None:
 
 def test_suite_algo_overrides_and_algo_and_seed_filters(tmp_path: Path) -> None:
     from drivelab.agents import ConfigError, load_train_config
-    from drivelab.agents.suite import grid, only_algos, only_seeds, read_suite
+    from drivelab.agents.suite import grid, only, read_suite
 
     suite = {"name": "two", "scenarios": ["drivelab/highway-fast-v0"], "algos": ["ppo", "dqn"], "seeds": [0, 1],
              "overrides": {"total_steps": 1000, "max_minutes": 30},
@@ -98,14 +98,15 @@ def test_suite_algo_overrides_and_algo_and_seed_filters(tmp_path: Path) -> None:
     ppo = load_train_config("drivelab/highway-fast-v0", "ppo", loaded.overrides_for("ppo", 1))
     dqn = load_train_config("drivelab/highway-fast-v0", "dqn", loaded.overrides_for("dqn", 1))
     assert (ppo.total_steps, dqn.total_steps, dqn.dqn.gamma, ppo.max_minutes, dqn.seed) == (1000, 500, 0.9, 30, 1)
-    only_dqn = only_algos(loaded, ["dqn"])
+    only_dqn = only(loaded, algos=["dqn"])
     assert grid(only_dqn) == [("drivelab/highway-fast-v0", "dqn", 0), ("drivelab/highway-fast-v0", "dqn", 1)]
     assert only_dqn.overrides_for("dqn", 0)["total_steps"] == 500
-    with pytest.raises(ConfigError, match="does not train sac"):
-        only_algos(loaded, ["sac"])
-    assert grid(only_seeds(only_dqn, [1])) == [("drivelab/highway-fast-v0", "dqn", 1)]
+    with pytest.raises(ConfigError, match="does not train algos sac"):
+        only(loaded, algos=["sac"])
+    assert grid(only(only_dqn, seeds=[1])) == [("drivelab/highway-fast-v0", "dqn", 1)]
+    assert grid(only(loaded, ["ppo"], [0])) == [("drivelab/highway-fast-v0", "ppo", 0)]
     with pytest.raises(ConfigError, match="does not train seeds 5; its seeds are 0, 1"):
-        only_seeds(loaded, [1, 5])
+        only(loaded, seeds=[1, 5])
     path.write_text(yaml.safe_dump({**suite, "algos": ["ppo"]}))
     with pytest.raises(ConfigError, match="algo_overrides names dqn"):
         read_suite(path)
