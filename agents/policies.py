@@ -22,20 +22,10 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
-from drivelab.agents.driver_models import (
-    COMFORT_ACC_MAX,
-    COMFORT_ACC_MIN,
-    DISTANCE_WANTED_M,
-    TIME_WANTED_S,
-    LaneNeighbours,
-    idm_acceleration,
-    lane_neighbours,
-)
+from drivelab.envs.actions import IDLE, META_ACTION_NAMES
+from drivelab.envs.drivers import IDMMobilDriver
 from drivelab.agents.errors import ConfigError, PolicySpecError
 
-# DiscreteMetaAction indices (highway-env ACTIONS_ALL).
-LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER = 0, 1, 2, 3, 4
-META_ACTION_NAMES: tuple[str, ...] = ("LANE_LEFT", "IDLE", "LANE_RIGHT", "FASTER", "SLOWER")
 
 
 class Policy(abc.ABC):
@@ -104,46 +94,18 @@ def _require_meta_actions(name: str, env: Any) -> None:
 
 
 class IDMMobilPolicy(Policy):
-    """Rule-based driver: IDM picks the target speed, MOBIL picks lane changes.
+    """The rule-based driver (``drivelab.envs.drivers.IDMMobilDriver``) as a ``Policy``.
 
-    Reads ``env.vehicle_states()`` (slot 0 = ego) instead of the observation. The target speed
-    is the fastest of ``target_speeds`` whose IDM desired gap to the leader is available; a lane
-    change is taken when it is safe for the new follower (its braking stays above
-    ``safe_braking``) and improves the ego's IDM acceleration by ``lane_change_gain`` (the right
-    lane by ``lane_change_gain - keep_right_bias``, as in highway-env's reward for the right lane).
-
-    Args:
-        target_speeds: the DiscreteMetaAction target speeds [m/s] (highway-env MDPVehicle).
-        lane_change_gain: MOBIL threshold [m/s^2].
-        keep_right_bias: MOBIL asymmetry towards the right lane [m/s^2].
-        safe_braking: largest deceleration imposed on the new follower [m/s^2].
-        gap_margin: factor on the IDM desired gap before speeding up (> 1 = cautious).
+    Reads ``env.vehicle_states()`` instead of the observation; keyword arguments go to the driver.
     """
 
     name = "idm"
 
-    def __init__(
-        self,
-        target_speeds: tuple[float, ...] = (20.0, 25.0, 30.0),
-        lane_change_gain: float = 0.3,
-        keep_right_bias: float = 0.4,
-        safe_braking: float = 1.0,
-        gap_margin: float = 1.0,
-    ) -> None:
-        self.target_speeds = np.asarray(target_speeds, dtype=float)  # (S,)
-        self.lane_change_gain = lane_change_gain
-        self.keep_right_bias = keep_right_bias
-        self.safe_braking = safe_braking
-        self.gap_margin = gap_margin
-        self._target_index = np.zeros(0, dtype=np.int64)  # (B,); -1 = unknown, read from speed
+    def __init__(self, **driver_options: Any) -> None:
+        self.driver = IDMMobilDriver(**driver_options)
 
     def reset(self, mask: np.ndarray | None = None) -> None:
-        if mask is not None and len(mask) != len(self._target_index):
-            self._target_index = np.full(len(mask), -1, dtype=np.int64)
-        elif mask is None:
-            self._target_index[:] = -1
-        else:
-            self._target_index[np.asarray(mask, bool)] = -1
+        self.driver.reset(mask)
 
     def check_env(self, env: Any) -> None:
         if env is None or not hasattr(env, "vehicle_states"):
@@ -152,61 +114,7 @@ class IDMMobilPolicy(Policy):
 
     def act(self, observation: np.ndarray, env: Any = None) -> np.ndarray:
         self.check_env(env)
-        s = env.vehicle_states()
-        batch = s.x.shape[0]
-        if self._target_index.shape != (batch,):
-            self._target_index = np.full(batch, -1, dtype=np.int64)
-        speed, lane = s.speed[:, 0], s.lane_index[:, 0]  # (B,)
-        unknown = self._target_index < 0
-        nearest = np.abs(speed[:, None] - self.target_speeds[None, :]).argmin(axis=1)
-        self._target_index[unknown] = nearest[unknown]
-
-        def neighbours(target_lane: np.ndarray) -> LaneNeighbours:
-            return lane_neighbours(s.x, s.y, s.speed, s.length, s.present, s.lane_index, target_lane)
-
-        top_speed = self.target_speeds[-1]
-        current = neighbours(lane)
-        accel_here = idm_acceleration(speed, current.lead_speed, current.lead_gap_m, top_speed)  # (B,)
-        actions = self._speed_actions(speed, current)
-
-        settled = np.abs(s.heading[:, 0]) < 0.02  # not in the middle of a lane change
-        best_gain = np.full(batch, -np.inf)
-        for action, step, bias in ((LANE_LEFT, -1, 0.0), (LANE_RIGHT, 1, self.keep_right_bias)):
-            target = lane + step
-            exists = (target >= 0) & (target < s.lanes_count) & (lane >= 0)
-            other = neighbours(np.clip(target, 0, None))
-            accel_there = idm_acceleration(speed, other.lead_speed, other.lead_gap_m, top_speed)
-            follower_accel = idm_acceleration(other.rear_speed, speed, other.rear_gap_m, top_speed)
-            safe = (
-                (follower_accel >= -self.safe_braking)
-                & (other.rear_gap_m > DISTANCE_WANTED_M)
-                & (other.lead_gap_m > DISTANCE_WANTED_M + speed * 0.5)
-            )
-            gain = accel_there - accel_here + bias
-            take = exists & settled & safe & (gain > self.lane_change_gain) & (gain > best_gain)
-            actions = np.where(take, action, actions)
-            best_gain = np.where(take, gain, best_gain)
-
-        emergency = accel_here < COMFORT_ACC_MIN  # harder than comfortable braking: brake first
-        actions = np.where(emergency, SLOWER, actions)
-        step = np.where(actions == FASTER, 1, np.where(actions == SLOWER, -1, 0))
-        self._target_index = np.clip(self._target_index + step, 0, len(self.target_speeds) - 1)
-        return actions.astype(np.int64)
-
-    def _speed_actions(self, speed: np.ndarray, current: LaneNeighbours) -> np.ndarray:
-        """FASTER/IDLE/SLOWER towards the fastest target speed whose desired gap is free."""
-        # Desired gap at each candidate target speed (IDM s*): (B, S)
-        candidate = self.target_speeds[None, :]
-        closing = candidate - current.lead_speed[:, None]
-        wanted_gap = DISTANCE_WANTED_M + np.maximum(
-            0.0, candidate * TIME_WANTED_S + candidate * closing / (2.0 * np.sqrt(COMFORT_ACC_MAX * -COMFORT_ACC_MIN))
-        )
-        fits = current.lead_gap_m[:, None] >= self.gap_margin * wanted_gap  # (B, S)
-        fits[:, 0] = True  # the slowest target speed is the floor
-        desired = np.where(fits, np.arange(len(self.target_speeds))[None, :], 0).max(axis=1)  # (B,)
-        return np.where(
-            desired > self._target_index, FASTER, np.where(desired < self._target_index, SLOWER, IDLE)
-        )
+        return self.driver.act(env.vehicle_states())
 
 
 class TrainedPolicy(Policy):

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from drivelab.agents.configs import TrainConfig
-from drivelab.envs import records
+from drivelab.core import provenance as records
 
 CONFIG_YAML, CONFIG_JSON, RUN_JSON = "config.yaml", "config.json", "run.json"
 

@@ -239,7 +239,7 @@ def _best_so_far(run_dir: Path) -> float:
 
 def _evaluation(config: TrainConfig, model_ref: Callable[[], BaseAlgorithm]) -> tuple[Callable[[], EvalResult], Any]:
     episodes = config.eval_episodes
-    eval_env = de.make(
+    eval_env = de.make_vec(
         config.env_id, num_envs=min(config.eval_envs, episodes), seed=config.eval_seed, **env_kwargs(config)
     )
 

@@ -18,7 +18,8 @@ import gymnasium
 import numpy as np
 
 import drivelab.envs as de
-from drivelab.envs.records import machine_info, write_json_atomic
+from drivelab.core.files import write_json_atomic
+from drivelab.core.provenance import machine_info
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def measure_highway_env(scenario: str, observation: str, seconds: float, seed: i
 
 def measure_drivelab(scenario: str, observation: str, num_envs: int, seconds: float, seed: int = 0) -> Measurement:
     """Step drivelab's batched backend with random actions for about ``seconds`` (after warm-up)."""
-    env = de.make(f"drivelab/{scenario}-v0", num_envs=num_envs, backend="envpool", observation=observation, seed=seed)
+    env = de.make_vec(f"drivelab/{scenario}-v0", num_envs=num_envs, backend="envpool", observation=observation, seed=seed)
     env.reset()
     rng = np.random.default_rng(seed)
     n = env.single_action_space.n

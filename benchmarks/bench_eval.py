@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from drivelab.envs.records import machine_info, write_json_atomic
+from drivelab.core.files import write_json_atomic
+from drivelab.core.provenance import machine_info
 from drivelab.benchmarks.protocol import env_kwargs_from_spec, evaluate, load_policy
 
 RESULTS = Path("benchmarks/results")

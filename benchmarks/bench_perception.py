@@ -32,7 +32,8 @@ from typing import Any
 
 import torch
 
-from drivelab.envs.records import machine_info, write_json_atomic
+from drivelab.core.files import write_json_atomic
+from drivelab.core.provenance import machine_info
 from drivelab.perception.classify import ClassifierTrainConfig, evaluate_classifier, load_classifier, train_classifier
 from drivelab.perception.datasets import DatasetConfig, make_dataset
 from drivelab.perception.detect import load_detector

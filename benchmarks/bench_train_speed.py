@@ -34,7 +34,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from drivelab.agents import load_train_config, train
 from drivelab.agents.configs import parse_overrides
 from drivelab.benchmarks.bench_env import HIGHWAY_ENV_GRAYSCALE
-from drivelab.envs.records import machine_info, write_json_atomic
+from drivelab.core.files import write_json_atomic
+from drivelab.core.provenance import machine_info
 
 RESULTS = Path("benchmarks/results")
 

@@ -41,7 +41,7 @@ def _cruise_actions(states: de.VehicleBatch) -> np.ndarray:
 def run_env_demo(env_id: str, num_envs: int, steps: int, seed: int, out: Path) -> int:
     """Roll out a simple driver on the batched backend; print throughput and metrics; save MP4 + PNG."""
     args = argparse.Namespace(env=env_id, num_envs=num_envs, steps=steps, seed=seed, out=out)
-    env = de.make(args.env, num_envs=args.num_envs, observation="camera", seed=args.seed,
+    env = de.make_vec(args.env, num_envs=args.num_envs, observation="camera", seed=args.seed,
                   camera={"color": "rgb", "ground_truth": True})
     print(f"{args.env}: backend {env.backend}, {args.num_envs} envs, camera {env.single_observation_space.shape}")
     obs, _ = env.reset()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from drivelab.benchmarks import exports, watch
-from drivelab.envs import records
+from drivelab.core import provenance as records
 from drivelab.benchmarks.leaderboard import (
     DEFAULT_DB_PATH,
     EntryMetadata,

@@ -20,7 +20,8 @@ import numpy as np
 
 from drivelab.benchmarks.leaderboard import Leaderboard
 from drivelab.envs.errors import ConfigError
-from drivelab.envs.records import machine_info, write_json_atomic
+from drivelab.core.files import write_json_atomic
+from drivelab.core.provenance import machine_info
 
 RESULTS = Path("benchmarks/results")
 BASELINES = ("random", "idle", "idm")

@@ -322,7 +322,7 @@ def evaluate(
     num_envs = max(1, min(int(num_envs), len(seeds)))
     if make_env is None:
         kwargs = dict(env_kwargs or {})
-        vec = de.make(env_id, num_envs=num_envs, backend=backend, seed=seeds[0], **kwargs)
+        vec = de.make_vec(env_id, num_envs=num_envs, backend=backend, seed=seeds[0], **kwargs)
     else:
         vec = make_env(num_envs)
     records: list[EpisodeRecord] = []

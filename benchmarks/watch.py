@@ -112,7 +112,7 @@ def watch_episode(
         show_camera: put the agent's camera frame beside the scene.
         on_frame: called with every composed frame as it is made (a live window).
     """
-    env = de.make(env_id, num_envs=1, backend="highway-env", observation=observation, camera=camera,
+    env = de.make_vec(env_id, num_envs=1, backend="highway-env", observation=observation, camera=camera,
                   config=config, render_mode="rgb_array")
     highway = env.sim.envs[0].unwrapped
     collector = _FrameCollector(env.sim.envs[0])

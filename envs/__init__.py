@@ -3,12 +3,14 @@
 Quick start::
 
     import drivelab.envs as de
-    env = de.make("drivelab/highway-fast-v0", num_envs=64, observation="camera", seed=0)
-    obs, info = env.reset()                         # (64, 4, 64, 128) uint8
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    vec = de.make_vec("drivelab/highway-fast-v0", num_envs=64, observation="camera", seed=0)
+    obs, info = vec.reset()                         # (64, 4, 64, 128) uint8
+    obs, reward, terminated, truncated, info = vec.step(vec.action_space.sample())
+    env = de.make("drivelab/highway-fast-v0")       # one gymnasium.Env
 
 ``gymnasium.make("drivelab/highway-fast-v0")`` and ``gymnasium.make_vec(..., num_envs=N)``
-work too. ``make_sb3`` (Stable-Baselines3 ``VecEnv``) is loaded on first use, so importing
+work too once this package is imported (or with the module prefix:
+``gymnasium.make("drivelab.envs:drivelab/highway-fast-v0")``). ``make_sb3`` (Stable-Baselines3 ``VecEnv``) is loaded on first use, so importing
 this package imports neither torch nor SB3.
 """
 
@@ -26,17 +28,18 @@ from drivelab.envs.errors import (
     DrivelabError,
     UnknownEnvError,
 )
-from drivelab.envs.make import BACKENDS, OBSERVATIONS, choose_backend, make
+from drivelab.envs.make import BACKENDS, OBSERVATIONS, choose_backend, make_vec
 from drivelab.envs.metrics import METRIC_NAMES
 from drivelab.envs.scenarios import ENV_IDS, SCENARIOS, Scenario, get_scenario
+from drivelab.envs.single import DrivingEnv, make
 from drivelab.envs.states import CLASS_NAMES, VehicleBatch
 from drivelab.envs.vector import DrivingVectorEnv
 
 __all__ = [
     "ActionError", "BACKENDS", "BackendUnavailableError", "CLASS_NAMES", "CameraConfig",
-    "ConfigError", "DrivelabError", "DrivingVectorEnv", "ENV_IDS", "METRIC_NAMES",
+    "ConfigError", "DrivelabError", "DrivingEnv", "DrivingVectorEnv", "ENV_IDS", "METRIC_NAMES",
     "OBSERVATIONS", "SCENARIOS", "Scenario", "UnknownEnvError", "VehicleBatch",
-    "choose_backend", "get_scenario", "make", "make_sb3",
+    "choose_backend", "get_scenario", "make", "make_sb3", "make_vec",
 ]
 
 
@@ -46,7 +49,7 @@ def _register() -> None:
             gymnasium.register(
                 id=env_id,
                 entry_point="drivelab.envs.single:DrivingEnv",
-                vector_entry_point="drivelab.envs.make:make_vector",
+                vector_entry_point="drivelab.envs.make:vector_entry_point",
                 kwargs={"env_id": env_id},
             )
 

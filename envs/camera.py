@@ -20,6 +20,8 @@ from drivelab.envs.states import VehicleBatch
 EGO_RGB = (255, 230, 0)  # yellow: stands out from the blue cars in grayscale too
 CAR_RGB = (100, 200, 255)  # highway-env's vehicle blue
 CRASHED_RGB = (255, 100, 100)
+MAX_FRAME_SIDE_PX = 2048  # frames are per env and per step: larger ones only exhaust memory
+MAX_STACK = 16
 MAX_VEHICLE_HALF_DIAGONAL_M = 5.0  # covers highway-env's cars (5 x 2 m) and trucks (up to ~10 m long)
 
 
@@ -46,14 +48,16 @@ class CameraConfig:
     ground_truth: bool = False
 
     def __post_init__(self) -> None:
-        if self.width < 8 or self.height < 8:
-            raise ConfigError(f"camera width and height must be >= 8 px, got {self.width}x{self.height}")
+        if not (8 <= self.width <= MAX_FRAME_SIDE_PX and 8 <= self.height <= MAX_FRAME_SIDE_PX):
+            raise ConfigError(
+                f"camera width and height must be in [8, {MAX_FRAME_SIDE_PX}] px, got {self.width}x{self.height}"
+            )
         if not self.metres_per_pixel > 0:
             raise ConfigError(f"camera metres_per_pixel must be > 0, got {self.metres_per_pixel}")
         if self.color not in ("grayscale", "rgb"):
             raise ConfigError(f"camera color must be 'grayscale' or 'rgb', got {self.color!r}")
-        if self.stack < 1:
-            raise ConfigError(f"camera stack must be >= 1, got {self.stack}")
+        if not 1 <= self.stack <= MAX_STACK:
+            raise ConfigError(f"camera stack must be in [1, {MAX_STACK}], got {self.stack}")
         if len(self.ego_position) != 2 or not all(0 <= p <= 1 for p in self.ego_position):
             raise ConfigError(f"camera ego_position must be two fractions in [0, 1], got {self.ego_position}")
 

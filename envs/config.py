@@ -1,23 +1,20 @@
-"""Config checking: highway-env config overrides and typed dataclass configs.
+"""Checking highway-env config overrides against the scenario's own defaults.
 
 highway-env takes an untyped dict, so a typo there passes silently. Here every key is checked
 against the scenario's own ``default_config()`` and every value against the default's type.
+(drivelab's own typed configs go through ``drivelab.core.config``.)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import gymnasium
 
 from drivelab.envs.errors import ConfigError
 from drivelab.envs.scenarios import Scenario
-
-T = TypeVar("T")
-
 
 @functools.lru_cache(maxsize=None)
 def highway_env_defaults(highway_env_id: str) -> dict[str, Any]:
@@ -67,33 +64,3 @@ def validate_env_config(scenario: Scenario, config: Mapping[str, Any] | None) ->
                 f"{type(defaults[key]).__name__} (default {defaults[key]!r}), got {value!r}"
             )
     return dict(config)
-
-
-def dataclass_from_mapping(cls: type[T], values: Mapping[str, Any] | T | None, what: str) -> T:
-    """Build a frozen dataclass from a mapping, rejecting unknown keys and wrong types.
-
-    Args:
-        cls: the dataclass type.
-        values: a mapping of field values, an instance of ``cls`` (returned as is) or None.
-        what: how the error names this config, e.g. ``"camera config"``.
-
-    Raises:
-        ConfigError: an unknown key (naming the valid keys) or a value of the wrong type.
-    """
-    if values is None:
-        return cls()
-    if isinstance(values, cls):
-        return values
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{what} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    defaults = cls()
-    for key, value in values.items():
-        if key not in fields:
-            raise ConfigError(f"unknown {what} key {key!r}. Valid keys: {', '.join(fields)}")
-        if not _type_matches(getattr(defaults, key), value):
-            raise ConfigError(
-                f"{what} key {key!r} expects {type(getattr(defaults, key)).__name__}, got {value!r}"
-            )
-    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**converted)

@@ -1,4 +1,4 @@
-"""Errors a user can cause. The CLI prints them as one line and exits non-zero."""
+"""Errors of the envs layer (bad ids, backends, actions), all ``drivelab.core`` ``DrivelabError``s."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from drivelab.core.errors import ConfigError, DrivelabError
 
-class DrivelabError(Exception):
-    """Base class: something the user can fix; the message says what and how."""
+__all__ = [
+    "ActionError", "BackendUnavailableError", "ConfigError", "DrivelabError", "UnknownEnvError", "simulator_errors",
+]
 
 
 class UnknownEnvError(DrivelabError, ValueError):
     """An environment id that is not registered."""
-
-
-class ConfigError(DrivelabError, ValueError):
-    """An unknown, ill-typed or out-of-range configuration value."""
 
 
 class BackendUnavailableError(DrivelabError, RuntimeError):

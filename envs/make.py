@@ -1,4 +1,4 @@
-"""``make``: build a batch of driving envs on the backend that fits the scenario and options."""
+"""``make_vec``: a batch of driving envs on the backend that fits the scenario and options."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 from drivelab.envs.backends import EnvPoolSimulator, HighwayEnvSimulator, envpool_unsupported
 from drivelab.envs.camera import CameraConfig
-from drivelab.envs.config import dataclass_from_mapping, validate_env_config
+from drivelab.core.config import from_mapping
+from drivelab.envs.config import validate_env_config
 from drivelab.envs.errors import BackendUnavailableError, ConfigError, simulator_errors
 from drivelab.envs.scenarios import get_scenario
 from drivelab.envs.vector import DrivingVectorEnv
@@ -17,6 +18,7 @@ log = logging.getLogger("drivelab.envs")
 
 BACKENDS = ("auto", "envpool", "highway-env")
 OBSERVATIONS = ("native", "camera")
+MAX_NUM_ENVS = 4096  # one process; more envs than this only exhausts memory
 
 
 def choose_backend(
@@ -47,7 +49,7 @@ def choose_backend(
     return "envpool"
 
 
-def make(
+def make_vec(
     env_id: str,
     num_envs: int = 1,
     backend: str = "auto",
@@ -76,20 +78,20 @@ def make(
         A gymnasium ``VectorEnv`` with same-step autoreset.
 
     Example:
-        >>> env = make("drivelab/highway-fast-v0", num_envs=4, observation="camera", seed=0)
+        >>> env = make_vec("drivelab/highway-fast-v0", num_envs=4, observation="camera", seed=0)
         >>> obs, info = env.reset()
         >>> obs.shape
         (4, 4, 64, 128)
     """
     scenario = get_scenario(env_id)
     overrides = validate_env_config(scenario, config)
-    if not isinstance(num_envs, int) or num_envs < 1:
-        raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
+    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or not 1 <= num_envs <= MAX_NUM_ENVS:
+        raise ConfigError(f"num_envs must be an integer in [1, {MAX_NUM_ENVS}], got {num_envs!r}")
     if observation not in OBSERVATIONS:
         raise ConfigError(f"unknown observation {observation!r}; choose one of {', '.join(OBSERVATIONS)}")
     if observation != "camera" and camera is not None:
         raise ConfigError("camera settings were given but observation is not 'camera'")
-    camera_config = dataclass_from_mapping(CameraConfig, camera, "camera config") if observation == "camera" else None
+    camera_config = from_mapping(CameraConfig, camera, "camera config") if observation == "camera" else None
     chosen = choose_backend(env_id, backend, overrides, render_mode)
     with simulator_errors(chosen, env_id, overrides):
         if chosen == "envpool":
@@ -99,7 +101,7 @@ def make(
     return DrivingVectorEnv(simulator, scenario, observation, camera_config, seed=seed)
 
 
-def make_vector(num_envs: int = 1, **kwargs: Any) -> DrivingVectorEnv:
+def vector_entry_point(num_envs: int = 1, **kwargs: Any) -> DrivingVectorEnv:
     """Entry point for ``gymnasium.make_vec("drivelab/...-v0", num_envs=N, ...)``."""
     kwargs.pop("max_episode_steps", None)  # the scenario's own duration decides
-    return make(num_envs=num_envs, **kwargs)
+    return make_vec(num_envs=num_envs, **kwargs)

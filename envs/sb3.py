@@ -15,7 +15,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from drivelab.envs.errors import BackendUnavailableError
-from drivelab.envs.make import make
+from drivelab.envs.make import make_vec
 from drivelab.envs.vector import DrivingVectorEnv
 
 
@@ -98,5 +98,5 @@ class DrivingSB3VecEnv(VecEnv):
 
 
 def make_sb3(env_id: str, num_envs: int = 1, **kwargs: Any) -> DrivingSB3VecEnv:
-    """``make`` for Stable-Baselines3: same arguments, returns an SB3 ``VecEnv``."""
-    return DrivingSB3VecEnv(make(env_id, num_envs=num_envs, **kwargs))
+    """``make_vec`` for Stable-Baselines3: same arguments, returns an SB3 ``VecEnv``."""
+    return DrivingSB3VecEnv(make_vec(env_id, num_envs=num_envs, **kwargs))

@@ -73,6 +73,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         self._full_states: VehicleBatch | None = None  # every field, read on demand
         self._rasters: list = []
         self._native_obs: Any = None
+        self._ego_step: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0, bool))
 
     # -- public API -------------------------------------------------------------------------
 
@@ -83,6 +84,12 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         if self._full_states is None:  # read lazily: the camera and metrics need less
             self._full_states = self.sim.states(self._all, "full")
         return self._full_states
+
+    def ego_step_info(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ego's speed [m/s] and crashed flag ``(B,)`` at the last step, before any autoreset."""
+        if self._native_obs is None:
+            raise RuntimeError("call reset() before ego_step_info()")
+        return self._ego_step
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Reset every env. An int seed gives env i the seed ``seed + i``; a list, one per env."""
@@ -101,6 +108,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             self._states = self.sim.states(self._all, self._detail, self._view_m)
             self._full_states = None
         self.tracker.start(self._all, seeds, self._states)
+        self._ego_step = (self._states.speed[:, 0].copy(), self._states.crashed[:, 0].copy())
         if self.camera is not None:
             self._rasters = self.sim.rasters(self._all, self.camera_config.metres_per_pixel)
             self.camera.render(self._states, self._rasters, np.ones(self.num_envs, bool))
@@ -121,6 +129,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         # Finished envs start resetting now (on EnvPool's threads) while this thread draws.
         finish_reset = self.sim.start_reset(ended) if len(ended) else None
         self.tracker.update(rewards, states)
+        self._ego_step = (states.speed[:, 0].copy(), states.crashed[:, 0].copy())  # before any autoreset
         if self.camera is not None:
             self.camera.render(states, self._rasters, np.zeros(self.num_envs, bool))
         self._states = states

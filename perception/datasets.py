@@ -164,7 +164,7 @@ def _render_chunk(config: DatasetConfig, split: str, chunk: int, count: int, out
         raise ConfigError(f"split {split} ran out of its seed range; use fewer frames or more frames per chunk")
     camera = {"width": config.width, "height": config.height, "metres_per_pixel": config.metres_per_pixel,
               "color": config.color, "stack": 1, "ground_truth": True}
-    vec = de.make(config.env_id, num_envs=config.num_envs, backend=config.backend, observation="camera",
+    vec = de.make_vec(config.env_id, num_envs=config.num_envs, backend=config.backend, observation="camera",
                   camera=camera, seed=first_seed)
     rng = np.random.default_rng([config.seed, split_index, chunk])
     records: list[dict[str, Any]] = []

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from drivelab.envs import records
-from drivelab.envs.records import atomic_output
+from drivelab.core import provenance as records
+from drivelab.core.files import atomic_output
 
 __all__ = ["atomic_output", "machine_info", "write_json"]
 

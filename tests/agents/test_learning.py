@@ -21,7 +21,7 @@ def test_ppo_beats_random_on_an_empty_road(tmp_path: Path) -> None:
         "ppo.n_epochs": 4, "ppo.learning_rate": 0.001, "ppo.ent_coef": 0.0,
     })
     result = train(config, tmp_path / "run", progress_bar=False)
-    vec = de.make(ENV_ID, num_envs=8, observation="camera", config=EMPTY_ROAD, camera=CAMERA)
+    vec = de.make_vec(ENV_ID, num_envs=8, observation="camera", config=EMPTY_ROAD, camera=CAMERA)
     trained = run_episodes(load_policy(result.final_export), vec, 16, 1_000_000)
     random = run_episodes(RandomPolicy(seed=0), vec, 16, 1_000_000)
     # Return = sum over 10 steps of (speed - 20) / 10 clipped to [0, 1]: the best policy gets about

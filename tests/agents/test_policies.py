@@ -7,8 +7,9 @@ import pytest
 
 import drivelab.envs as de
 from drivelab.agents import BASELINES, ConfigError, PolicySpecError, make_baseline, run_episodes
-from drivelab.agents.driver_models import COMFORT_ACC_MAX, FREE_GAP_M, idm_acceleration
-from drivelab.agents.policies import FASTER, IDLE, LANE_LEFT, LANE_RIGHT, SLOWER, IDMMobilPolicy, RandomPolicy
+from drivelab.envs.drivers import COMFORT_ACC_MAX, FREE_GAP_M, idm_acceleration
+from drivelab.agents.policies import IDMMobilPolicy, RandomPolicy
+from drivelab.envs.actions import FASTER, IDLE, LANE_LEFT, LANE_RIGHT, SLOWER
 
 ENV_ID = "drivelab/highway-fast-v0"
 FIXED_SEEDS = 2_000_000  # a fixed, held-out seed set for the baseline comparison
@@ -17,7 +18,7 @@ FIXED_SEEDS = 2_000_000  # a fixed, held-out seed set for the baseline compariso
 class FakeEnv:
     """Just enough of a drivelab vector env for a policy that reads vehicle states."""
 
-    single_action_space = de.make(ENV_ID, num_envs=1).single_action_space
+    single_action_space = de.make_vec(ENV_ID, num_envs=1).single_action_space
 
     def __init__(self, states: de.VehicleBatch) -> None:
         self.states = states
@@ -82,7 +83,7 @@ def test_idm_needs_vehicle_states() -> None:
 
 
 def test_idm_beats_idle_on_highway_fast() -> None:
-    vec = de.make(ENV_ID, num_envs=20, seed=0)  # native observations: the rules read states anyway
+    vec = de.make_vec(ENV_ID, num_envs=20, seed=0)  # native observations: the rules read states anyway
     idle = run_episodes(make_baseline("idle"), vec, 40, FIXED_SEEDS)
     idm = run_episodes(make_baseline("idm"), vec, 40, FIXED_SEEDS)
     np.testing.assert_array_equal(idle.seeds, idm.seeds)

@@ -26,7 +26,7 @@ ENV_ID = "drivelab/highway-fast-v0"
 
 
 def camera_batch(spec: dict, num_envs: int = 6, steps: int = 5) -> tuple[np.ndarray, object]:
-    vec = de.make(ENV_ID, num_envs=num_envs, observation="camera", camera=spec["camera"], seed=123)
+    vec = de.make_vec(ENV_ID, num_envs=num_envs, observation="camera", camera=spec["camera"], seed=123)
     observation, _ = vec.reset()
     frames = [observation]
     for _ in range(steps):
@@ -72,7 +72,7 @@ def test_pickled_checkpoint_needs_trust(ppo_run: TrainResult) -> None:
 
 def test_spec_mismatch_with_env_is_a_clear_error(ppo_run: TrainResult) -> None:
     policy = load_policy(ppo_run.final_export)
-    other_camera = de.make(ENV_ID, num_envs=2, observation="camera", camera={"width": 128, "height": 64, "stack": 4})
+    other_camera = de.make_vec(ENV_ID, num_envs=2, observation="camera", camera={"width": 128, "height": 64, "stack": 4})
     with pytest.raises(PolicySpecError, match=r"does not fit this env: observations \(4, 64, 128\)"):
         run_episodes(policy, other_camera, 2, 1_000_000)
     with pytest.raises(PolicySpecError, match="expects observations"):

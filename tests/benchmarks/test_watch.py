@@ -26,7 +26,7 @@ def test_recorded_mp4_has_every_simulation_frame(tmp_path):
 
 def test_watched_episode_replays_the_same_metrics_as_the_vector_env():
     episode = watch_episode(make_baseline("idle"), "drivelab/highway-fast-v0", seed=9, config={"duration": 8})
-    env = de.make("drivelab/highway-fast-v0", backend="highway-env", config={"duration": 8})
+    env = de.make_vec("drivelab/highway-fast-v0", backend="highway-env", config={"duration": 8})
     env.reset(seed=[9])
     while True:
         _, _, terminated, truncated, infos = env.step(np.ones(1, np.int64))

@@ -77,7 +77,7 @@ def test_boxes_clip_at_the_frame_border():
 
 @pytest.mark.parametrize("backend", ["envpool", "highway-env"])
 def test_live_boxes_match_projected_positions_and_pixels(backend):
-    env = de.make("drivelab/highway-fast-v0", num_envs=2, backend=backend, observation="camera", seed=3,
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=2, backend=backend, observation="camera", seed=3,
                   camera={"color": "rgb", "ground_truth": True})
     obs, infos = env.reset()
     config = env.camera_config
@@ -103,7 +103,7 @@ def test_live_boxes_match_projected_positions_and_pixels(backend):
 
 
 def test_frame_stack_is_oldest_to_newest_and_frames_are_not_blank():
-    env = de.make("drivelab/highway-fast-v0", num_envs=2, observation="camera", seed=0)
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=2, observation="camera", seed=0)
     previous, _ = env.reset()
     assert not previous[:, :3].any()  # history is empty after reset
     for _ in range(5):
@@ -119,8 +119,8 @@ def test_frame_stack_is_oldest_to_newest_and_frames_are_not_blank():
 
 
 def test_both_backends_render_the_same_frame_for_the_same_states():
-    reference = de.make("drivelab/highway-fast-v0", backend="highway-env", observation="camera", seed=4)
-    batched = de.make("drivelab/highway-fast-v0", backend="envpool", observation="camera", seed=4)
+    reference = de.make_vec("drivelab/highway-fast-v0", backend="highway-env", observation="camera", seed=4)
+    batched = de.make_vec("drivelab/highway-fast-v0", backend="envpool", observation="camera", seed=4)
     reference.reset()
     batched.reset()
     for _ in range(3):
@@ -139,7 +139,7 @@ def test_both_backends_render_the_same_frame_for_the_same_states():
 
 
 def test_resolution_and_colour_options():
-    env = de.make("drivelab/highway-fast-v0", num_envs=1, observation="camera", seed=0,
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=1, observation="camera", seed=0,
                   camera={"width": 96, "height": 48, "metres_per_pixel": 0.25, "color": "rgb", "stack": 2, "ground_truth": True})
     obs, infos = env.reset()
     assert obs.shape == (1, 6, 48, 96)
@@ -150,7 +150,7 @@ def test_resolution_and_colour_options():
 
 
 def test_reading_only_nearby_vehicles_draws_the_same_frames():
-    env = de.make("drivelab/highway-v0", num_envs=4, backend="envpool", observation="camera", seed=2,
+    env = de.make_vec("drivelab/highway-v0", num_envs=4, backend="envpool", observation="camera", seed=2,
                   camera={"ground_truth": True})
     env.reset()
     for _ in range(3):

@@ -9,7 +9,7 @@ IDLE = 1
 
 def first_episodes(backend: str, num_envs: int, seed: int) -> dict[str, np.ndarray]:
     """Run IDLE until every env finished its first episode; the metrics of those episodes."""
-    env = de.make("drivelab/highway-fast-v0", num_envs=num_envs, backend=backend, seed=seed)
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=num_envs, backend=backend, seed=seed)
     env.reset()
     finished = np.zeros(num_envs, bool)
     metrics = {name: np.zeros(num_envs) for name in ("return", "length", "crashed")}

@@ -9,7 +9,7 @@ from drivelab.envs.states import VehicleBatch
 
 
 def collect(backend, action, num_envs=16, seed=0, config=None):
-    env = de.make("drivelab/highway-fast-v0", num_envs=num_envs, backend=backend, seed=seed, config=config)
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=num_envs, backend=backend, seed=seed, config=config)
     env.reset()
     episodes = []
     for _ in range(40):

@@ -50,25 +50,25 @@ def test_make_vec_uses_the_batched_vector_env():
 
 def test_auto_backend_choice_is_reported(caplog):
     with caplog.at_level("INFO", logger="drivelab.envs"):
-        env = de.make("drivelab/highway-fast-v0", num_envs=2)
+        env = de.make_vec("drivelab/highway-fast-v0", num_envs=2)
     assert env.backend == "envpool"
     assert "using envpool" in caplog.text
     with caplog.at_level("INFO", logger="drivelab.envs"):
-        env = de.make("drivelab/merge-v0", num_envs=1)
+        env = de.make_vec("drivelab/merge-v0", num_envs=1)
     assert env.backend == "highway-env"
     assert "using highway-env" in caplog.text
 
 
 def test_auto_falls_back_when_envpool_lacks_a_config_key(caplog):
     with caplog.at_level("INFO", logger="drivelab.envs"):
-        env = de.make("drivelab/highway-fast-v0", config={"other_vehicles_type": "highway_env.vehicle.behavior.AggressiveVehicle"})
+        env = de.make_vec("drivelab/highway-fast-v0", config={"other_vehicles_type": "highway_env.vehicle.behavior.AggressiveVehicle"})
     assert env.backend == "highway-env"
     assert "other_vehicles_type" in caplog.text
 
 
 def test_unknown_env_id_lists_valid_ids_and_closest_match():
     with pytest.raises(de.UnknownEnvError) as error:
-        de.make("drivelab/highway-fats-v0")
+        de.make_vec("drivelab/highway-fats-v0")
     message = str(error.value)
     assert "Did you mean 'drivelab/highway-fast-v0'" in message
     assert "drivelab/roundabout-v0" in message
@@ -76,36 +76,36 @@ def test_unknown_env_id_lists_valid_ids_and_closest_match():
 
 def test_unknown_config_key_names_it_and_valid_keys():
     with pytest.raises(de.ConfigError) as error:
-        de.make("drivelab/highway-fast-v0", config={"lanes_cnt": 3})
+        de.make_vec("drivelab/highway-fast-v0", config={"lanes_cnt": 3})
     assert "'lanes_cnt'" in str(error.value) and "lanes_count" in str(error.value)
 
 
 def test_ill_typed_config_value():
     with pytest.raises(de.ConfigError, match="lanes_count"):
-        de.make("drivelab/highway-fast-v0", config={"lanes_count": "three"})
+        de.make_vec("drivelab/highway-fast-v0", config={"lanes_count": "three"})
 
 
 def test_bad_camera_config():
     with pytest.raises(de.ConfigError, match="Valid keys"):
-        de.make("drivelab/highway-fast-v0", observation="camera", camera={"widht": 64})
+        de.make_vec("drivelab/highway-fast-v0", observation="camera", camera={"widht": 64})
     with pytest.raises(de.ConfigError, match="color"):
-        de.make("drivelab/highway-fast-v0", observation="camera", camera={"color": "hsv"})
+        de.make_vec("drivelab/highway-fast-v0", observation="camera", camera={"color": "hsv"})
     with pytest.raises(de.ConfigError, match="observation"):
-        de.make("drivelab/highway-fast-v0", observation="lidar")
+        de.make_vec("drivelab/highway-fast-v0", observation="lidar")
 
 
 def test_backend_that_cannot_run_the_scenario():
     with pytest.raises(de.BackendUnavailableError, match="highway-env"):
-        de.make("drivelab/roundabout-v0", backend="envpool")
+        de.make_vec("drivelab/roundabout-v0", backend="envpool")
     with pytest.raises(de.BackendUnavailableError, match="other_vehicles_type"):
-        de.make("drivelab/highway-fast-v0", backend="envpool", config={"other_vehicles_type": "x"})
+        de.make_vec("drivelab/highway-fast-v0", backend="envpool", config={"other_vehicles_type": "x"})
     with pytest.raises(de.ConfigError, match="backend"):
-        de.make("drivelab/highway-fast-v0", backend="gpu")
+        de.make_vec("drivelab/highway-fast-v0", backend="gpu")
 
 
 @pytest.mark.parametrize("backend", ["envpool", "highway-env"])
 def test_bad_actions_raise_action_error(backend):
-    env = de.make("drivelab/highway-fast-v0", num_envs=2, backend=backend, seed=0)
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=2, backend=backend, seed=0)
     env.reset()
     with pytest.raises(de.ActionError, match="shape"):
         env.step(np.array([1, 1, 1]))
@@ -117,7 +117,7 @@ def test_bad_actions_raise_action_error(backend):
 
 
 def test_continuous_action_shape_checked():
-    env = de.make("drivelab/racetrack-v0", num_envs=1, seed=0)
+    env = de.make_vec("drivelab/racetrack-v0", num_envs=1, seed=0)
     env.reset()
     with pytest.raises(de.ActionError, match="shape"):
         env.step(np.zeros((1, 3), np.float32))
@@ -126,5 +126,42 @@ def test_continuous_action_shape_checked():
 @pytest.mark.parametrize("backend", ["envpool", "highway-env"])
 def test_values_the_simulator_rejects_become_config_errors(backend):
     with pytest.raises(de.ConfigError, match="lanes_count"):
-        env = de.make("drivelab/highway-fast-v0", backend=backend, config={"lanes_count": 0})
+        env = de.make_vec("drivelab/highway-fast-v0", backend=backend, config={"lanes_count": 0})
         env.reset(seed=0)
+
+
+def test_make_returns_one_gymnasium_env_that_passes_check_env():
+    env = de.make("drivelab/highway-fast-v0", observation="camera", backend="envpool")
+    assert isinstance(env, gymnasium.Env) and not isinstance(env, gymnasium.vector.VectorEnv)
+    check_env(env, skip_render_check=True)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (4, 64, 128)
+    assert info["speed"] > 0 and info["crashed"] is False
+    _, _, _, _, info = env.step(1)
+    assert set(info) >= {"speed", "crashed"}
+    env.close()
+    with pytest.raises(gymnasium.error.ClosedEnvironmentError):
+        env.step(1)
+
+
+def test_make_refuses_a_batch_size():
+    with pytest.raises(de.ConfigError, match="make_vec"):
+        de.make("drivelab/highway-fast-v0", num_envs=4)
+
+
+def test_make_prints_no_deprecation_warning_for_v0_scenarios(recwarn):
+    env = de.make("drivelab/merge-v0", backend="highway-env")
+    env.reset(seed=0)
+    env.close()
+    assert not [w for w in recwarn if "out of date" in str(w.message)]
+
+
+def test_single_env_reports_a_crash_on_the_crash_step():
+    env = de.make("drivelab/highway-fast-v0", backend="envpool")
+    env.reset(seed=0)
+    for _ in range(200):  # always faster, always left: crashes soon
+        _, _, terminated, truncated, info = env.step(3 if _ % 2 else 0)
+        if terminated or truncated:
+            break
+    assert terminated and info["crashed"] is True and info["driving"]["crashed"] is True
+    env.close()

@@ -19,7 +19,7 @@ def run_until_some_episode_ends(env, actions, max_steps=60):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("observation", ["native", "camera"])
 def test_shapes_dtypes_and_spaces(backend, observation):
-    env = de.make("drivelab/highway-fast-v0", num_envs=3, backend=backend, observation=observation, seed=0)
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=3, backend=backend, observation=observation, seed=0)
     assert env.backend == backend
     obs, infos = env.reset()
     assert obs.shape == env.observation_space.shape and obs.shape[0] == 3
@@ -33,7 +33,7 @@ def test_shapes_dtypes_and_spaces(backend, observation):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_step_autoreset_keeps_final_observation_and_metrics(backend):
-    env = de.make("drivelab/highway-fast-v0", num_envs=4, backend=backend, observation="camera", seed=1)
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=4, backend=backend, observation="camera", seed=1)
     env.reset()
     obs, rewards, terminated, truncated, infos = run_until_some_episode_ends(env, np.full(4, 3, np.int64))
     done = terminated | truncated
@@ -52,7 +52,7 @@ def test_same_step_autoreset_keeps_final_observation_and_metrics(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_seed_same_trajectory(backend):
     def rollout():
-        env = de.make("drivelab/highway-fast-v0", num_envs=2, backend=backend, observation="camera", seed=7)
+        env = de.make_vec("drivelab/highway-fast-v0", num_envs=2, backend=backend, observation="camera", seed=7)
         rng = np.random.default_rng(0)
         frames, rewards = [env.reset()[0]], []
         for _ in range(12):
@@ -70,7 +70,7 @@ def test_same_seed_same_trajectory(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_different_seeds_differ(backend):
     def initial_positions(seed):
-        env = de.make("drivelab/highway-fast-v0", num_envs=1, backend=backend, seed=seed)
+        env = de.make_vec("drivelab/highway-fast-v0", num_envs=1, backend=backend, seed=seed)
         env.reset()
         return env.vehicle_states().x.copy()
 
@@ -78,7 +78,7 @@ def test_different_seeds_differ(backend):
 
 
 def test_reset_with_a_list_of_seeds_is_per_env():
-    env = de.make("drivelab/highway-fast-v0", num_envs=3, backend="envpool")
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=3, backend="envpool")
     env.reset(seed=[5, 6, 5])
     x = env.vehicle_states().x
     np.testing.assert_array_equal(x[0], x[2])
