@@ -1,0 +1,4 @@
+"""The leaderboard library: evaluation protocol runs, statistics, the store and rendered tables/pages.
+
+No argparse here: everything is callable from Python.
+"""
