@@ -20,12 +20,14 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from drivelab.envs.camera import BatchedCamera, CameraConfig
-from drivelab.envs.errors import ActionError, simulator_errors
+from drivelab.envs.errors import ActionError, ConfigError, simulator_errors
 from drivelab.envs.metrics import EpisodeTracker
 from drivelab.envs.scenarios import Scenario
 from drivelab.envs.states import VehicleBatch, replace_rows
 
 log = logging.getLogger(__name__)
+
+MAX_SEED = 2**31 - 1  # EnvPool stores env seeds as 32-bit ints; both backends take the same range
 
 
 class DrivingVectorEnv(gymnasium.vector.VectorEnv):
@@ -93,6 +95,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Reset every env. An int seed gives env i the seed ``seed + i``; a list, one per env."""
+        self._check_open()
         if seed is None:
             seed, self._pending_seed = self._pending_seed, None
         if seed is None:
@@ -102,7 +105,10 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         else:
             seeds = [int(s) for s in seed]
             if len(seeds) != self.num_envs:
-                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
+                raise ConfigError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
+        bad = [s for s in seeds if s is not None and not 0 <= s <= MAX_SEED]
+        if bad:
+            raise ConfigError(f"seeds must be integers in [0, {MAX_SEED}] (one per env: seed + i); got {bad[0]}")
         with simulator_errors(self.backend, self.scenario.env_id, self.sim_config):
             self._native_obs = self.sim.reset(self._all, seeds)
             self._states = self.sim.states(self._all, self._detail, self._view_m)
@@ -118,12 +124,18 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
 
     def step(self, actions):
         """Step every env; finished envs are reset in the same call (same-step autoreset)."""
+        self._check_open()
         actions = self._check_actions(actions)
         native, rewards, terminated, truncated = self.sim.step(actions)
         self._native_obs = native
         # Read only what this step needs: poses for the camera, the ego for the metrics.
         states = self.sim.states(self._all, self._detail, self._view_m)
         self._full_states = None
+        # A crash terminates, also on the time-limit step (EnvPool reports that one as truncated).
+        crashed_at_limit = np.asarray(truncated, bool) & states.crashed[:, 0]
+        if crashed_at_limit.any():
+            terminated = np.asarray(terminated, bool) | crashed_at_limit
+            truncated = np.asarray(truncated, bool) & ~crashed_at_limit
         done = terminated | truncated
         ended = np.flatnonzero(done)
         # Finished envs start resetting now (on EnvPool's threads) while this thread draws.
@@ -144,6 +156,10 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
 
     # -- internals --------------------------------------------------------------------------
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise gymnasium.error.ClosedEnvironmentError("this env was closed; make a new one")
+
     def _autoreset(
         self,
         ended: np.ndarray,
@@ -157,7 +173,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             final_obs[i] = self.camera.observation(i) if self.camera is not None else _take(self._native_obs, i)
         mask = np.zeros(self.num_envs, bool)
         mask[ended] = True
-        success = self.sim.success(ended, truncated[ended])
+        success = self.sim.success(ended, truncated[ended]) & ~ego_crashed[ended]  # crashed => no success
         metrics = self.tracker.finish(ended, ego_crashed[ended], success)
         driving = {}
         for name, values in metrics.items():

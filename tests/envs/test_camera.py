@@ -81,10 +81,10 @@ def test_live_boxes_match_projected_positions_and_pixels(backend):
                   camera={"color": "rgb", "ground_truth": True})
     obs, infos = env.reset()
     config = env.camera_config
-    for _ in range(4):
-        obs, _, _, _, infos = env.step(np.ones(2, np.int64))
+    for actions in ([1, 1], [1, 1], [1, 1], [2, 0]):  # the last: change lanes, so egos are drawn rotated
+        obs, _, _, _, infos = env.step(np.array(actions, np.int64))
     states = env.vehicle_states()
-    checked = 0
+    checked = rotated = 0
     for b, truth in enumerate(infos["ground_truth"]):
         frame = obs[b, -3:].transpose(1, 2, 0)
         ego_box = truth["boxes"][truth["classes"] == 1][0]
@@ -97,9 +97,17 @@ def test_live_boxes_match_projected_positions_and_pixels(backend):
             np.testing.assert_allclose((box[:2] + box[2:]) / 2, expected, atol=1.0)
             x1, y1, x2, y2 = box
             colour = EGO_RGB if slot == 0 else CAR_RGB
-            assert np.all(frame[y1:y2, x1:x2] == colour) or abs(states.heading[b, slot]) > 1e-3
+            painted = np.all(frame[y1:y2, x1:x2] == colour, axis=-1)  # (h, w) this car's colour
+            if abs(states.heading[b, slot]) <= 1e-3:
+                assert painted.all()  # an axis-aligned car fills its box
+            else:
+                # A rotated car: the box is still exactly its drawn pixels' extent, so every
+                # edge row and column of the box holds one of them, and most of the box is car.
+                assert painted[0].any() and painted[-1].any() and painted[:, 0].any() and painted[:, -1].any()
+                assert painted.mean() >= 0.5
+                rotated += 1
             checked += 1
-    assert checked >= 4
+    assert checked >= 4 and rotated >= 1
 
 
 def test_frame_stack_is_oldest_to_newest_and_frames_are_not_blank():

@@ -64,3 +64,29 @@ def test_tracker_hand_computed_values():
     assert result["right_lane_share"][0] == pytest.approx(2 / 3)
     assert result["max_abs_jerk"][0] == pytest.approx(8.0)
     assert result["seed"][0] == 42
+
+
+def _zigzag_until_done(backend, seed, duration):
+    """Alternate FASTER and LANE_LEFT (crashes within a few steps); returns the last step's facts."""
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=1, backend=backend, seed=seed, config={"duration": duration})
+    env.reset()
+    for step in range(1, 200):
+        _, _, terminated, truncated, infos = env.step(np.array([3 if step % 2 else 0]))
+        if terminated[0] or truncated[0]:
+            env.close()
+            driving = {k: v[0] for k, v in infos["driving"].items()}
+            return step, bool(terminated[0]), bool(truncated[0]), driving
+    raise AssertionError("the episode never ended")
+
+
+@pytest.mark.parametrize("backend", ["envpool", "highway-env"])
+def test_a_crash_on_the_time_limit_step_terminates_and_is_no_success(backend):
+    # Find the step the ego crashes at, then set the time limit to exactly that step
+    # (highway-fast: 1 policy step per second), so the crash and the time limit coincide.
+    crash_step, terminated, _, driving = _zigzag_until_done(backend, seed=0, duration=30)
+    assert terminated and driving["crashed"] and crash_step < 30
+    step, terminated, truncated, driving = _zigzag_until_done(backend, seed=0, duration=crash_step)
+    assert step == crash_step
+    assert driving["crashed"]
+    assert terminated and not truncated  # EnvPool itself reports truncated=True here
+    assert not driving["success"]

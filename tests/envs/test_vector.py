@@ -128,3 +128,23 @@ def test_sb3_get_images_are_the_camera_frames():
     native.reset()
     with pytest.raises(de.BackendUnavailableError, match="camera"):
         native.get_images()
+
+
+@pytest.mark.parametrize("backend", ["envpool", "highway-env"])
+@pytest.mark.parametrize("seed", [-1, 2**31, [0, -5]])
+def test_out_of_range_reset_seeds_are_refused_alike(backend, seed):
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=2, backend=backend)
+    with pytest.raises(de.ConfigError, match=r"seeds must be integers in \[0, 2147483647\]"):
+        env.reset(seed=seed)
+    env.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_after_close_raises(backend):
+    import gymnasium
+
+    env = de.make_vec("drivelab/highway-fast-v0", num_envs=2, backend=backend, seed=0)
+    env.reset()
+    env.close()
+    with pytest.raises(gymnasium.error.ClosedEnvironmentError):
+        env.step(np.ones(2, np.int64))
