@@ -81,33 +81,35 @@ def test_live_boxes_match_projected_positions_and_pixels(backend):
                   camera={"color": "rgb", "ground_truth": True})
     obs, infos = env.reset()
     config = env.camera_config
-    for actions in ([1, 1], [1, 1], [1, 1], [2, 0]):  # the last: change lanes, so egos are drawn rotated
-        obs, _, _, _, infos = env.step(np.array(actions, np.int64))
-    states = env.vehicle_states()
     checked = rotated = 0
-    for b, truth in enumerate(infos["ground_truth"]):
-        frame = obs[b, -3:].transpose(1, 2, 0)
-        ego_box = truth["boxes"][truth["classes"] == 1][0]
-        ego_centre = (ego_box[:2] + ego_box[2:]) / 2
-        for box, track in zip(truth["boxes"], truth["track_ids"]):
-            slot = np.flatnonzero(states.track_id[b] == track)[0]
-            if box[0] == 0 or box[1] == 0 or box[2] == config.width or box[3] == config.height:
-                continue  # clipped at the border: its centre is not the vehicle's
-            expected = ego_centre + (np.array([states.x[b, slot], states.y[b, slot]]) - [states.x[b, 0], states.y[b, 0]]) / config.metres_per_pixel
-            np.testing.assert_allclose((box[:2] + box[2:]) / 2, expected, atol=1.0)
-            x1, y1, x2, y2 = box
-            colour = EGO_RGB if slot == 0 else CAR_RGB
-            painted = np.all(frame[y1:y2, x1:x2] == colour, axis=-1)  # (h, w) this car's colour
-            if abs(states.heading[b, slot]) <= 1e-3:
-                assert painted.all()  # an axis-aligned car fills its box
-            else:
-                # A rotated car: the box is still exactly its drawn pixels' extent, so every
-                # edge row and column of the box holds one of them, and most of the box is car.
-                assert painted[0].any() and painted[-1].any() and painted[:, 0].any() and painted[:, -1].any()
-                assert painted.mean() >= 0.5
-                rotated += 1
-            checked += 1
-    assert checked >= 4 and rotated >= 1
+    # Lane changes left and right (one env each) so that some cars are drawn rotated.
+    for actions in ([1, 1], [1, 1], [2, 0], [0, 2], [2, 0], [0, 2]):
+        obs, _, terminated, truncated, infos = env.step(np.array(actions, np.int64))
+        states = env.vehicle_states()
+        for b, truth in enumerate(infos["ground_truth"]):
+            frame = obs[b, -3:].transpose(1, 2, 0)
+            ego_box = truth["boxes"][truth["classes"] == 1][0]
+            ego_centre = (ego_box[:2] + ego_box[2:]) / 2
+            for box, track in zip(truth["boxes"], truth["track_ids"]):
+                slot = np.flatnonzero(states.track_id[b] == track)[0]
+                if box[0] == 0 or box[1] == 0 or box[2] == config.width or box[3] == config.height:
+                    continue  # clipped at the border: its centre is not the vehicle's
+                offset_m = np.array([states.x[b, slot], states.y[b, slot]]) - [states.x[b, 0], states.y[b, 0]]
+                np.testing.assert_allclose((box[:2] + box[2:]) / 2, ego_centre + offset_m / config.metres_per_pixel, atol=1.0)
+                x1, y1, x2, y2 = box
+                colour = EGO_RGB if slot == 0 else CAR_RGB
+                painted = np.all(frame[y1:y2, x1:x2] == colour, axis=-1)  # (h, w) this car's colour
+                if abs(states.heading[b, slot]) <= 1e-3:
+                    assert painted.all()  # an axis-aligned car fills its box
+                else:
+                    # A rotated car: the box is still exactly its drawn pixels' extent, so every
+                    # edge row and column of the box holds one of them, and most of the box is car.
+                    assert painted[0].any() and painted[-1].any() and painted[:, 0].any() and painted[:, -1].any()
+                    assert painted.mean() >= 0.5
+                    rotated += 1
+                checked += 1
+    assert checked >= 12 and rotated >= 1
+    env.close()
 
 
 def test_frame_stack_is_oldest_to_newest_and_frames_are_not_blank():
