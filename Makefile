@@ -17,7 +17,10 @@ install-test: $(BIN)/python
 demo: install
 	$(BIN)/drivelab demo
 
+# Lint and the import layers first (seconds), then the test suite.
 test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 -q
 
 .PHONY: install install-test demo test
