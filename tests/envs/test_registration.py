@@ -165,3 +165,17 @@ def test_single_env_reports_a_crash_on_the_crash_step():
             break
     assert terminated and info["crashed"] is True and info["driving"]["crashed"] is True
     env.close()
+
+
+def test_gymnasium_make_with_the_module_prefix_needs_no_prior_import():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gymnasium; assert 'drivelab.envs' not in sys.modules; "
+        "env = gymnasium.make('drivelab.envs:drivelab/highway-fast-v0'); "
+        "print(env.reset(seed=0)[0].shape)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(5, 5)"
