@@ -21,7 +21,7 @@ from stable_baselines3.common.logger import KVWriter
 from tqdm import tqdm
 
 from drivelab.agents.checkpoints import save_checkpoint
-from drivelab.agents.evaluation import EvalResult
+from drivelab.agents.evaluation import EvaluationResult
 
 log = logging.getLogger("drivelab.agents")
 
@@ -121,7 +121,7 @@ class EpisodeMetricsCallback(BaseCallback):
         self._next_dump = steps + self.log_every_steps
 
 
-class ProgressBarCallback(BaseCallback):
+class TrainingProgressBar(BaseCallback):
     """tqdm bar over env steps: rate in env-steps/s, ETA, and the mean of recent returns."""
 
     def __init__(self, total_steps: int, recent_episodes: int = 50) -> None:
@@ -184,7 +184,7 @@ class EveryNStepsCallback(BaseCallback):
         raise NotImplementedError
 
 
-class CheckpointCallback(EveryNStepsCallback):
+class RunCheckpointer(EveryNStepsCallback):
     """Saves a resumable checkpoint every ``every_steps`` env steps and at the end of training."""
 
     def __init__(self, folder: Path, algo: str, every_steps: int) -> None:
@@ -231,8 +231,8 @@ class PeriodicEvalCallback(EveryNStepsCallback):
 
     def __init__(
         self,
-        evaluate: Callable[[], EvalResult],
-        on_best: Callable[[EvalResult], None],
+        evaluate: Callable[[], EvaluationResult],
+        on_best: Callable[[EvaluationResult], None],
         every_steps: int,
         history_path: Path,
         best_mean_return: float = -np.inf,
@@ -253,12 +253,12 @@ class PeriodicEvalCallback(EveryNStepsCallback):
         self.logger.record("eval/crash_rate", summary["crash_rate"])
         with open(self.history_path, "a") as handle:
             handle.write(json.dumps(summary) + "\n")
-        if result.mean_return > self.best_mean_return:
-            self.best_mean_return = result.mean_return
+        if summary["mean_return"] > self.best_mean_return:
+            self.best_mean_return = summary["mean_return"]
             self.on_best(result)
         log.info(
             "eval at step %d: return %.2f, crash rate %.2f (best %.2f)",
-            self.num_timesteps, result.mean_return, result.crash_rate, self.best_mean_return,
+            self.num_timesteps, summary["mean_return"], summary["crash_rate"], self.best_mean_return,
         )
         self._last_step = self.num_timesteps
         self.schedule()

@@ -9,10 +9,11 @@ Layout inside a run's ``checkpoints/`` folder::
         manifest.json         size and SHA-256 of each file above
     last.json                 pointer to the newest complete checkpoint (same content as its manifest)
 
-A checkpoint is assembled in a hidden temp folder, fsynced, renamed into place, and only then
-is ``last.json`` replaced (temp file + ``os.replace``). A SIGKILL at any point leaves either the
-old or the new pointer, both naming complete folders. Loading verifies sizes and hashes and
-falls back to the newest intact folder when the pointer itself is damaged.
+A checkpoint is assembled in a hidden staging folder (``drivelab.core.files.atomic_dir``), its
+files fsynced, renamed into place, and only then is ``last.json`` replaced (atomically). A
+SIGKILL at any point leaves either the old or the new pointer, both naming complete folders.
+Loading verifies the size and SHA-256 of every file (replay buffers included) and falls back to
+the newest intact folder, saying so in the log, when the newest one is damaged.
 
 SB3 ``.zip`` checkpoints pickle Python objects (schedules, spaces); they are meant for resuming
 your own runs. Policies to share are exported weights-only (``drivelab.agents.export``).
@@ -20,9 +21,10 @@ your own runs. Policies to share are exported weights-only (``drivelab.agents.ex
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
+import pickle
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -37,13 +39,15 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from drivelab.agents.errors import CheckpointError
+from drivelab.core.files import atomic_dir, ensure_dir, sha256_file, write_json_atomic
+
+log = logging.getLogger("drivelab.agents")
 
 POINTER_NAME = "last.json"
 MODEL_FILE = "model.zip"
 REPLAY_FILE = "replay_buffer.pkl"
 RNG_FILE = "rng.json"
 MANIFEST_FILE = "manifest.json"
-HASH_LIMIT_BYTES = 256 << 20  # larger files (replay buffers) are checked by size only
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN}
 
 
@@ -62,7 +66,7 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: Path) -> None:  # makes the renames in a folder durable
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -71,11 +75,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _describe(path: Path) -> dict[str, Any]:
-    size = path.stat().st_size
-    digest = None
-    if size <= HASH_LIMIT_BYTES:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"bytes": size, "sha256": digest}
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _rng_state() -> dict[str, Any]:
@@ -92,16 +92,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def save_checkpoint(model: BaseAlgorithm, algo: str, folder: Path | str, keep: int = 2) -> CheckpointInfo:
     """Save model, optimizer, step counter (and DQN's replay buffer) as the newest checkpoint.
 
@@ -114,35 +104,32 @@ def save_checkpoint(model: BaseAlgorithm, algo: str, folder: Path | str, keep: i
     Returns:
         The checkpoint written.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_dir(folder)
     step = int(model.num_timesteps)
     name = f"step_{step:014d}"
     target = folder / name
     current = _read_pointer(folder)
     if current is not None and current.folder == target:
         return current  # this step is already saved
-    staging = folder / f".{name}.{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    with open(staging / MODEL_FILE, "wb") as handle:
-        model.save(handle)
-    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
-        with open(staging / REPLAY_FILE, "wb") as handle:
-            model.save_replay_buffer(handle)
-    with open(staging / RNG_FILE, "w") as handle:
-        json.dump(_rng_state(), handle)
-    files = {}
-    for path in sorted(staging.iterdir()):
-        _fsync_file(path)
-        files[path.name] = _describe(path)
-    manifest = {"step": step, "algo": algo, "folder": name, "files": files}
-    _write_json_atomic(staging / MANIFEST_FILE, manifest)
-    if target.exists():  # a stale folder of the same step that the pointer does not name
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    # atomic_dir replaces a stale folder of the same step (one the pointer does not name).
+    with atomic_dir(target) as staging:
+        with open(staging / MODEL_FILE, "wb") as handle:
+            model.save(handle)
+        if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
+            with open(staging / REPLAY_FILE, "wb") as handle:
+                model.save_replay_buffer(handle)
+        with open(staging / RNG_FILE, "w") as handle:
+            json.dump(_rng_state(), handle)
+        files = {}
+        for path in sorted(staging.iterdir()):
+            _fsync_file(path)
+            files[path.name] = _describe(path)
+        manifest = {"step": step, "algo": algo, "folder": name, "files": files}
+        write_json_atomic(staging / MANIFEST_FILE, manifest, sort_keys=True)
+        _fsync_file(staging / MANIFEST_FILE)
     _fsync_dir(folder)
-    _write_json_atomic(folder / POINTER_NAME, manifest)
+    write_json_atomic(folder / POINTER_NAME, manifest, sort_keys=True)
+    _fsync_dir(folder)
     info = CheckpointInfo(target, step, algo, files)
     _prune(folder, keep=keep, protect=target)
     return info
@@ -153,8 +140,8 @@ def _prune(folder: Path, keep: int, protect: Path) -> None:
     for old in complete[:-keep] if keep > 0 else complete:
         if old != protect:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in folder.glob(".step_*.tmp"):  # staging folders of killed processes
-        if not stale.name.endswith(f".{os.getpid()}.tmp"):
+    for stale in folder.glob(".step_*.*"):  # staging folders of killed processes (one trainer per run)
+        if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -195,7 +182,7 @@ def find_last_checkpoint(folder: Path | str) -> CheckpointInfo:
     if pointer is not None:
         try:
             return _verify(pointer.folder, {"step": pointer.step, "algo": pointer.algo, "files": pointer.files})
-        except CheckpointError as error:
+        except (CheckpointError, AttributeError, TypeError, ValueError) as error:
             problems.append(str(error))
     elif (folder / POINTER_NAME).exists():
         problems.append(f"pointer {folder / POINTER_NAME} is corrupt")
@@ -204,9 +191,14 @@ def find_last_checkpoint(folder: Path | str) -> CheckpointInfo:
             continue  # already checked above
         try:
             manifest = json.loads((candidate / MANIFEST_FILE).read_text())
-            return _verify(candidate, manifest)
-        except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
+            found = _verify(candidate, manifest)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, CheckpointError) as error:
             problems.append(f"{candidate.name}: {error}")
+            continue
+        if problems:
+            log.warning("newest checkpoint is damaged (%s); using %s (step %d)", "; ".join(problems),
+                        found.folder.name, found.step)
+        return found
     detail = "; ".join(problems) if problems else "none was ever written"
     raise CheckpointError(
         f"no intact checkpoint in {folder} ({detail}); start the run over with --force"
@@ -233,6 +225,7 @@ def load_checkpoint(
         if REPLAY_FILE in info.files and isinstance(model, OffPolicyAlgorithm):
             model.load_replay_buffer(info.folder / REPLAY_FILE)
         _set_rng_state(json.loads((info.folder / RNG_FILE).read_text()))
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError, TypeError,
+            AttributeError, pickle.UnpicklingError) as error:
         raise CheckpointError(f"checkpoint {info.folder} cannot be loaded: {error}") from error
     return model

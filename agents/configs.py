@@ -13,33 +13,75 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, Literal
 
-import yaml
-
+import drivelab.envs as de
 from drivelab.agents.errors import ConfigError
+from drivelab.agents.protocol import PROTOCOL_SEED_BASE, SELECTION_SEED_BASE, TRAIN_SEED_LIMIT
+from drivelab.core.config import apply_overrides, bounded, from_mapping, read_yaml_mapping, to_plain
+from drivelab.envs.config import validate_env_config
 from drivelab.perception.encoders import TRUNK_NAMES
 
+__all__ = [
+    "ALGOS", "BUILTIN_ENCODERS", "DQNConfig", "EncoderConfig", "OBSERVATIONS", "POLICY_NETS", "PPOConfig",
+    "PROTOCOL_SEED_BASE", "SELECTION_SEED_BASE", "TRAIN_SEED_LIMIT", "TrainConfig", "check_env_settings",
+    "hyperparams_path", "load_train_config", "read_hyperparams", "scenario_name",
+]
+
+Algo = Literal["ppo", "dqn"]
+Observation = Literal["camera", "native"]
+PolicyNet = Literal["cnn", "mlp"]
+Backend = Literal["auto", "envpool", "highway-env"]
 ALGOS: tuple[str, ...] = ("ppo", "dqn")
 OBSERVATIONS: tuple[str, ...] = ("camera", "native")
 POLICY_NETS: tuple[str, ...] = ("cnn", "mlp")
 BUILTIN_ENCODERS: tuple[str, ...] = TRUNK_NAMES  # fresh encoders; anything else is a checkpoint path
 
-# Seed ranges keep training, model selection and the evaluation protocol apart:
-# training uses seeds below TRAIN_SEED_LIMIT, best-model selection EVAL_SEED_BASE and up,
-# the leaderboard protocol PROTOCOL_SEED_BASE and up. Training never sees an evaluation seed.
-TRAIN_SEED_LIMIT = 1_000_000
-EVAL_SEED_BASE = 1_000_000
-PROTOCOL_SEED_BASE = 10_000_000
+# Seed ranges (from the evaluation protocol, the one source) keep training, model selection
+# and the evaluation protocol apart: training uses seeds below TRAIN_SEED_LIMIT, best-model
+# selection SELECTION_SEED_BASE and up, the protocol PROTOCOL_SEED_BASE and up.
 
-T = TypeVar("T")
+# Sizes past these only exhaust memory or time; they are typos, never settings.
+MAX_WIDTH = 65_536  # features and hidden layer widths
+MAX_LAYERS = 32
+MAX_ENVS = 4096  # drivelab.envs.make_vec's own limit
+MAX_STEPS = 10**12
+# highway-env config keys that size the simulation: a huge value hangs the simulator.
+ENV_CONFIG_LIMITS: dict[str, tuple[float, float]] = {
+    "vehicles_count": (0, 1000), "controlled_vehicles": (1, 16), "lanes_count": (1, 16),
+    "duration": (1, 100_000), "policy_frequency": (1, 1000), "simulation_frequency": (1, 1000),
+    "initial_lane_id": (0, 16), "vehicles_density": (0, 100),
+}
+
+
+def check_env_settings(
+    env_id: str, observation: str, camera: Mapping[str, Any], env_config: Mapping[str, Any], what: str
+) -> None:
+    """Check a run's (or a policy spec's) env settings before any env is built.
+
+    Raises:
+        DrivelabError: an unknown env id, a camera config ``drivelab.envs`` refuses (e.g. a side
+            past 2048 px), an unknown or ill-typed highway-env key, or a size past
+            ``ENV_CONFIG_LIMITS``.
+    """
+    scenario = de.get_scenario(env_id)
+    if observation == "camera":
+        from_mapping(de.CameraConfig, camera, f"{what} camera")
+    elif camera:
+        raise ConfigError(f"{what}: camera settings are given but observation is {observation!r}")
+    validate_env_config(scenario, env_config)
+    for key, value in env_config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{what} env_config.{key} must be a finite number, got {value!r}")
+        if key in ENV_CONFIG_LIMITS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high = ENV_CONFIG_LIMITS[key]
+            if not low <= value <= high:
+                raise ConfigError(f"{what} env_config.{key} must be in [{low:g}, {high:g}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -47,48 +89,52 @@ class EncoderConfig:
     """The CNN that turns stacked camera frames into features (from ``drivelab.perception``)."""
 
     name: str = "nature"  # "nature" (NatureCNN-like), "fast" (sized for CPU) or a path to weights
-    features_dim: int = 256  # width of the feature vector fed to the policy/value heads
+    features_dim: int = bounded(256, low=1, high=MAX_WIDTH)  # feature vector fed to the policy/value heads
     freeze: bool = False  # keep encoder weights fixed (useful with pretrained weights)
-    augment_shift_px: int = 0  # DrQ random-shift augmentation during training; 0 = off
+    augment_shift_px: int = bounded(0, low=0, high=64)  # DrQ random-shift augmentation in training; 0 = off
     pretrained: bool = True  # with a checkpoint path: load its weights; False = same net, random init
+
+
+def _net_arch(default: tuple[int, ...]) -> Any:
+    return bounded(default, low=1, high=MAX_WIDTH)  # every hidden layer width
 
 
 @dataclass(frozen=True)
 class PPOConfig:
     """Stable-Baselines3 PPO hyperparameters (names as in SB3)."""
 
-    n_envs: int = 16
-    n_steps: int = 64  # steps per env per rollout; rollout size = n_envs * n_steps
-    batch_size: int = 256
-    n_epochs: int = 4
-    learning_rate: float = 5e-4
-    gamma: float = 0.8  # short horizon: highway rewards are dense, episodes 30-40 steps
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    net_arch: tuple[int, ...] = (256,)  # hidden layers of the policy and value heads
+    n_envs: int = bounded(16, low=1, high=MAX_ENVS)
+    n_steps: int = bounded(64, low=1, high=1_000_000)  # steps per env per rollout; rollout = n_envs * n_steps
+    batch_size: int = bounded(256, low=1, high=MAX_STEPS)
+    n_epochs: int = bounded(4, low=1, high=10_000)
+    learning_rate: float = bounded(5e-4, low=0, low_open=True, high=1.0)
+    gamma: float = bounded(0.8, low=0, high=1, low_open=True)  # short horizon: dense rewards, 30-40 step episodes
+    gae_lambda: float = bounded(0.95, low=0, high=1)
+    clip_range: float = bounded(0.2, low=0, low_open=True)
+    ent_coef: float = bounded(0.01, low=0)
+    vf_coef: float = bounded(0.5, low=0)
+    max_grad_norm: float = bounded(0.5, low=0, low_open=True)
+    net_arch: tuple[int, ...] = _net_arch((256,))  # hidden layers of the policy and value heads
 
 
 @dataclass(frozen=True)
 class DQNConfig:
     """Stable-Baselines3 DQN hyperparameters (names as in SB3)."""
 
-    n_envs: int = 8
-    buffer_size: int = 15_000  # transitions; camera frames make each one ~64 KiB
-    learning_starts: int = 200
-    batch_size: int = 32
-    learning_rate: float = 5e-4
-    gamma: float = 0.8
-    train_freq: int = 1  # vector-env steps between updates
-    gradient_steps: int = 1
-    target_update_interval: int = 50
-    exploration_fraction: float = 0.5
-    exploration_initial_eps: float = 1.0
-    exploration_final_eps: float = 0.05
-    max_grad_norm: float = 10.0
-    net_arch: tuple[int, ...] = (256,)
+    n_envs: int = bounded(8, low=1, high=MAX_ENVS)
+    buffer_size: int = bounded(15_000, low=1, high=100_000_000)  # transitions; camera frames make each ~64 KiB
+    learning_starts: int = bounded(200, low=0, high=MAX_STEPS)
+    batch_size: int = bounded(32, low=1, high=1_000_000)
+    learning_rate: float = bounded(5e-4, low=0, low_open=True, high=1.0)
+    gamma: float = bounded(0.8, low=0, high=1, low_open=True)
+    train_freq: int = bounded(1, low=1, high=MAX_STEPS)  # vector-env steps between updates
+    gradient_steps: int = bounded(1, low=1, high=10_000)
+    target_update_interval: int = bounded(50, low=1, high=MAX_STEPS)
+    exploration_fraction: float = bounded(0.5, low=0, high=1)
+    exploration_initial_eps: float = bounded(1.0, low=0, high=1)
+    exploration_final_eps: float = bounded(0.05, low=0, high=1)
+    max_grad_norm: float = bounded(10.0, low=0, low_open=True)
+    net_arch: tuple[int, ...] = _net_arch((256,))
 
 
 @dataclass(frozen=True)
@@ -96,29 +142,29 @@ class TrainConfig:
     """Everything that defines one training run; saved resolved in the run directory."""
 
     env_id: str
-    algo: str  # "ppo" or "dqn"
-    total_steps: int = 100_000  # env steps over all envs
-    seed: int = 0  # training env i uses seeds from seed + i; must stay below TRAIN_SEED_LIMIT
+    algo: Algo
+    total_steps: int = bounded(100_000, low=1, high=MAX_STEPS)  # env steps over all envs
+    seed: int = bounded(0, low=0)  # training env i uses seeds from seed + i; must stay below TRAIN_SEED_LIMIT
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:N"
-    backend: str = "auto"  # simulator backend, see drivelab.envs.make
-    observation: str = "camera"
-    policy: str = "cnn"  # "cnn" for camera frames, "mlp" for native (kinematics) observations
+    backend: Backend = "auto"  # simulator backend, see drivelab.envs.make_vec
+    observation: Observation = "camera"
+    policy: PolicyNet = "cnn"  # "cnn" for camera frames, "mlp" for native (kinematics) observations
     camera: dict[str, Any] = field(default_factory=dict)  # drivelab.envs camera config
     env_config: dict[str, Any] = field(default_factory=dict)  # highway-env config overrides
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     ppo: PPOConfig | None = None  # set when algo == "ppo"
     dqn: DQNConfig | None = None  # set when algo == "dqn"
-    checkpoint_every_steps: int = 20_000
-    eval_every_steps: int = 20_000  # 0 disables periodic evaluation
-    eval_episodes: int = 20
-    eval_envs: int = 10
-    eval_seed: int = EVAL_SEED_BASE  # held-out seeds for best-model selection
+    checkpoint_every_steps: int = bounded(20_000, low=1, high=MAX_STEPS)
+    eval_every_steps: int = bounded(20_000, low=0, high=MAX_STEPS)  # 0 disables periodic evaluation
+    eval_episodes: int = bounded(20, low=1, high=100_000)
+    eval_envs: int = bounded(10, low=1, high=MAX_ENVS)
+    eval_seed: int = SELECTION_SEED_BASE  # held-out seeds for best-model selection
     # Wall-clock budget of the whole run (resumes and periodic evaluations included) [min];
     # training stops at the first step past it and checkpoints/exports as usual. 0: no budget.
-    max_minutes: float = 0.0
+    max_minutes: float = bounded(0.0, low=0)
     # Subtracted from the reward of the step on which the ego crashes, in training only:
     # evaluation, best-model selection and the logged episode returns use the env's own reward.
-    crash_penalty: float = 0.0
+    crash_penalty: float = bounded(0.0, low=0)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -131,9 +177,7 @@ class TrainConfig:
 
     def _check(self) -> None:
         if self.observation not in OBSERVATIONS:
-            raise ConfigError(
-                f"unknown observation {self.observation!r}. Valid: {', '.join(OBSERVATIONS)}"
-            )
+            raise ConfigError(f"unknown observation {self.observation!r}. Valid: {', '.join(OBSERVATIONS)}")
         if self.policy not in POLICY_NETS:
             raise ConfigError(f"unknown policy {self.policy!r}. Valid: {', '.join(POLICY_NETS)}")
         if self.observation == "camera" and self.policy != "cnn":
@@ -161,9 +205,9 @@ class TrainConfig:
                 f"training seed must be in [0, {TRAIN_SEED_LIMIT - n_envs}] so that training "
                 f"never uses the held-out evaluation seeds (>= {TRAIN_SEED_LIMIT}); got {self.seed}"
             )
-        if not TRAIN_SEED_LIMIT <= self.eval_seed <= PROTOCOL_SEED_BASE - self.eval_episodes:
+        if not SELECTION_SEED_BASE <= self.eval_seed <= PROTOCOL_SEED_BASE - self.eval_episodes:
             raise ConfigError(
-                f"eval_seed must be in [{TRAIN_SEED_LIMIT}, {PROTOCOL_SEED_BASE - self.eval_episodes}]"
+                f"eval_seed must be in [{SELECTION_SEED_BASE}, {PROTOCOL_SEED_BASE - self.eval_episodes}]"
                 f" (held out from training and from the evaluation protocol); got {self.eval_seed}"
             )
         if self.eval_episodes <= 0 or self.eval_envs <= 0:
@@ -179,6 +223,7 @@ class TrainConfig:
                 f"ppo.batch_size ({self.ppo.batch_size}) exceeds the rollout size "
                 f"n_envs * n_steps = {self.ppo.n_envs * self.ppo.n_steps}"
             )
+        check_env_settings(self.env_id, self.observation, self.camera, self.env_config, "train config")
 
     @property
     def algo_config(self) -> PPOConfig | DQNConfig:
@@ -187,92 +232,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples) that ``from_mapping`` turns back into this config."""
-        plain = _to_plain(dataclasses.asdict(self))
+        plain = to_plain(self)
         return {k: v for k, v in plain.items() if v is not None or k not in ALGOS}
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (checked like a new config)."""
         return from_mapping(TrainConfig, {**self.to_dict(), **changes}, "train config")
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    return value
-
-
-def _check_value(annotation: Any, value: Any, key: str, what: str) -> Any:
-    """Check one value against a field annotation; returns it converted (lists -> tuples)."""
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None:
-            return None
-        return _check_value(options[0], value, key, what)
-    if dataclasses.is_dataclass(annotation):
-        return from_mapping(annotation, value, what, prefix=f"{key}.")
-    if annotation is bool:
-        ok = isinstance(value, bool)
-    elif annotation is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif annotation is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif annotation is str:
-        ok = isinstance(value, str)
-    elif origin is tuple:
-        item = typing.get_args(annotation)[0]
-        ok = isinstance(value, (list, tuple)) and all(
-            isinstance(v, item) and not isinstance(v, bool) for v in value
-        )
-        value = tuple(value) if ok else value
-    elif origin is dict:
-        ok = isinstance(value, Mapping)
-        value = dict(value) if ok else value
-    else:  # pragma: no cover - every field type is handled above
-        raise TypeError(f"unsupported config annotation {annotation!r}")
-    if not ok:
-        name = getattr(annotation, "__name__", str(annotation))
-        raise ConfigError(f"{what} key {key!r} expects {name}, got {value!r}")
-    return value
-
-
-def from_mapping(cls: type[T], values: Mapping[str, Any] | None, what: str, prefix: str = "") -> T:
-    """Build a config dataclass from a mapping, rejecting unknown keys and ill-typed values.
-
-    Args:
-        cls: a config dataclass type of this module.
-        values: field values; nested dataclasses are given as nested mappings.
-        what: how errors name this config, e.g. ``"train config"``.
-        prefix: dotted path of a nested section in error messages, e.g. ``"ppo."``.
-
-    Raises:
-        ConfigError: an unknown key (naming the valid keys), a missing required key or a
-            value of the wrong type.
-    """
-    values = {} if values is None else values
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{what} {prefix.rstrip('.') or 'value'} must be a mapping, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
-    for key in values:
-        if key not in fields:
-            raise ConfigError(
-                f"unknown {what} key {prefix + str(key)!r}. "
-                f"Valid keys{' of ' + prefix.rstrip('.') if prefix else ''}: {', '.join(fields)}"
-            )
-    converted = {k: _check_value(hints[k], v, prefix + k, what) for k, v in values.items()}
-    missing = [
-        name for name, f in fields.items()
-        if name not in converted
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{what} is missing required keys: {', '.join(prefix + m for m in missing)}")
-    return cls(**converted)
 
 
 def scenario_name(env_id: str) -> str:
@@ -297,36 +262,17 @@ def read_hyperparams(path: Path | str, algo: str) -> dict[str, Any]:
         ConfigError: missing file, invalid YAML or an unknown section.
     """
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except OSError as error:
-        raise ConfigError(f"cannot read hyperparameters {path}: {error}") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"invalid YAML in {path}: {error}") from error
-    if not isinstance(document, Mapping):
-        raise ConfigError(f"{path} must hold a mapping with sections common, {', '.join(ALGOS)}")
+    document = read_yaml_mapping(path, "hyperparameters")
     valid = ("common", *ALGOS)
     for section in document:
         if section not in valid:
             raise ConfigError(f"unknown section {section!r} in {path}. Valid sections: {', '.join(valid)}")
+    for section, values in document.items():
+        if values is not None and not isinstance(values, Mapping):
+            raise ConfigError(f"section {section!r} of {path} must be a mapping, got {values!r}")
     merged = dict(document.get("common") or {})
     if algo in document:
         merged[algo] = dict(document[algo] or {})
-    return merged
-
-
-def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge dotted overrides (``{"ppo.n_envs": 8, "camera.width": 64}``) into a config mapping."""
-    merged: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in values.items()}
-    for dotted, value in overrides.items():
-        head, _, tail = dotted.partition(".")
-        if tail:
-            section = merged.get(head)
-            section = dict(section) if isinstance(section, Mapping) else {}
-            section[tail] = value
-            merged[head] = section
-        else:
-            merged[head] = value
     return merged
 
 
@@ -353,20 +299,3 @@ def load_train_config(
     values = read_hyperparams(path, algo)
     values = apply_overrides(values, {"env_id": env_id, "algo": algo, **(overrides or {})})
     return from_mapping(TrainConfig, values, "train config")
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["ppo.n_envs=8", "camera.color=rgb"]`` -> ``{"ppo.n_envs": 8, "camera.color": "rgb"}``.
-
-    Values are read as YAML scalars or lists (never evaluated as code).
-    """
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            overrides[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"--set {key}: cannot read value {text!r}: {error}") from error
-    return overrides

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from drivelab.envs.errors import ConfigError, DrivelabError
+from drivelab.core.errors import CheckpointError, ConfigError, DrivelabError, OutputPathError
 
-__all__ = ["CheckpointError", "ConfigError", "DrivelabError", "PolicySpecError", "RunDirError"]
-
-
-class CheckpointError(DrivelabError, RuntimeError):
-    """A checkpoint or exported policy that is missing, truncated or corrupt."""
+__all__ = [
+    "CheckpointError", "ConfigError", "DrivelabError", "OutputPathError", "PolicyLoadError", "PolicySpecError",
+    "RunDirError", "UnsafePolicyFileError",
+]
 
 
 class PolicySpecError(DrivelabError, ValueError):
-    """An exported policy whose spec does not match the environment or its own weights."""
+    """An exported policy whose spec is invalid or does not match the environment or its own weights."""
+
+
+class PolicyLoadError(DrivelabError, ValueError):
+    """A policy label (path or baseline name) that cannot be loaded."""
+
+
+class UnsafePolicyFileError(PolicyLoadError):
+    """A policy file that needs unpickling (which can run code) without ``trust_pickle``."""
 
 
 class RunDirError(DrivelabError, RuntimeError):

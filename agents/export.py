@@ -1,69 +1,30 @@
-"""Export trained policies weights-only (safetensors + JSON spec) and load any policy back.
+"""Export trained policies weights-only: ``policy.safetensors`` + ``policy.json`` (the spec).
 
-An export is a folder with ``policy.safetensors`` (tensors only) and ``policy.json``
-(the spec: algorithm, network, observation and action spaces, env id, observation and camera
-config, and the SHA-256 of the weights). Loading rebuilds the network from the spec and fills
-in the tensors, so nothing is unpickled. An encoder given as a checkpoint path travels with the
-export as ``policy.encoder.safetensors`` (its architecture; the weights are in the policy file).
+Loading rebuilds the network from the spec and fills in the tensors, so nothing is unpickled
+(``drivelab.agents.loading``). An encoder given as a checkpoint path travels with the export as
+``policy.encoder.safetensors`` (its architecture; the weights are in the policy file).
 
 Example:
-    >>> policy = load_policy("runs/highway-fast_ppo_s0/best")  # doctest: +SKIP
-    >>> actions = policy.act(observations, env)  # doctest: +SKIP
+    >>> export_policy(model, config, "runs/highway-fast_ppo_s0/final")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from torch import nn
-from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.dqn.policies import DQNPolicy
+from torch import nn
 
 from drivelab.agents.configs import BUILTIN_ENCODERS, EncoderConfig, TrainConfig
-from drivelab.agents.errors import CheckpointError, PolicySpecError
-from drivelab.agents.networks import policy_class, policy_kwargs
-from drivelab.agents.policies import Policy, TrainedPolicy
+from drivelab.agents.spec import SPEC_FILE, SPEC_FORMAT, SPEC_VERSION, WEIGHTS_FILE, space_to_dict
+from drivelab.core.files import atomic_output, ensure_dir, sha256_file, write_bytes_atomic, write_json_atomic
 
-SPEC_FORMAT = "drivelab-policy"
-SPEC_VERSION = 1
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN}
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+ENCODER_FILE = "policy.encoder.safetensors"
 
 
 def save_weights(module: nn.Module, path: Path, metadata: dict[str, str]) -> None:
@@ -96,45 +57,6 @@ def load_weights(module: nn.Module, path: Path) -> None:
     module.load_state_dict(state, strict=True)
 
 
-def space_to_dict(space: gym.Space) -> dict[str, Any]:
-    """JSON description of a Box or Discrete space."""
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, gym.spaces.Box):
-        def bound(values: np.ndarray) -> Any:
-            flat = np.unique(values)
-            return _json_number(flat[0]) if flat.size == 1 else [_json_number(v) for v in values.ravel()]
-
-        return {
-            "type": "box", "shape": list(space.shape), "dtype": str(space.dtype),
-            "low": bound(space.low), "high": bound(space.high),
-        }
-    raise PolicySpecError(f"cannot export a policy for the space {space}")
-
-
-def _json_number(value: Any) -> Any:
-    value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
-def space_from_dict(description: dict[str, Any]) -> gym.Space:
-    """Inverse of ``space_to_dict``."""
-    kind = description.get("type")
-    if kind == "discrete":
-        return gym.spaces.Discrete(int(description["n"]), start=int(description.get("start", 0)))
-    if kind == "box":
-        shape, dtype = tuple(description["shape"]), np.dtype(description["dtype"])
-
-        def bound(value: Any) -> np.ndarray:
-            values = np.asarray(value if isinstance(value, list) else [value], dtype=np.float64)
-            return np.broadcast_to(values.reshape(shape) if values.size > 1 else values, shape).astype(dtype)
-
-        return gym.spaces.Box(bound(description["low"]), bound(description["high"]), shape, dtype)
-    raise PolicySpecError(f"unknown space type {kind!r} in policy spec")
-
-
 def export_policy(
     model: BaseAlgorithm, config: TrainConfig, folder: Path | str, extra: dict[str, Any] | None = None
 ) -> Path:
@@ -150,25 +72,15 @@ def export_policy(
         The spec (JSON) path; the weights are written first, so a spec always names
         complete weights.
     """
-    stem = Path(folder) / "policy"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    weights_path = stem.with_name(stem.name + ".safetensors")
+    folder = ensure_dir(folder)
+    weights_path = folder / WEIGHTS_FILE
     encoder = config.encoder
     encoder_file = None
     if config.policy == "cnn" and encoder.name not in BUILTIN_ENCODERS:
-        encoder_file = stem.with_name(stem.name + ".encoder.safetensors")
-        write_atomic(encoder_file, Path(encoder.name).read_bytes())
+        encoder_file = write_bytes_atomic(folder / ENCODER_FILE, Path(encoder.name).read_bytes())
         encoder = EncoderConfig(encoder_file.name, encoder.features_dim, encoder.freeze, 0)
-
-    handle, tmp_name = tempfile.mkstemp(dir=stem.parent, prefix=f".{weights_path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_weights(model.policy, Path(tmp_name), metadata={"format": SPEC_FORMAT})
-        os.replace(tmp_name, weights_path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-
+    with atomic_output(weights_path) as tmp:
+        save_weights(model.policy, tmp, metadata={"format": SPEC_FORMAT})
     spec = {
         "format": SPEC_FORMAT,
         "format_version": SPEC_VERSION,
@@ -187,113 +99,9 @@ def export_policy(
         "observation_space": space_to_dict(model.observation_space),
         "action_space": space_to_dict(model.action_space),
         "weights": weights_path.name,
-        "weights_sha256": sha256_of(weights_path),
+        "weights_sha256": sha256_file(weights_path),
         "encoder_file": encoder_file.name if encoder_file else None,
         "num_timesteps": int(model.num_timesteps),
         **(extra or {}),
     }
-    spec_path = stem.with_name(stem.name + ".json")
-    write_atomic(spec_path, json.dumps(spec, indent=2, sort_keys=True).encode())
-    return spec_path
-
-
-def _spec_path(path: Path) -> Path:
-    if path.is_dir():
-        for candidate in (path / "policy.json", path / "best" / "policy.json", path / "final" / "policy.json"):
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"no exported policy (policy.json) in {path}")
-    if path.suffix == ".safetensors":
-        return path.with_suffix(".json")
-    return path
-
-
-def read_spec(path: Path | str) -> tuple[dict[str, Any], Path]:
-    """Read and check an export's JSON spec; returns it and its path."""
-    spec_path = _spec_path(Path(path))
-    if not spec_path.is_file():
-        raise CheckpointError(f"exported policy spec {spec_path} does not exist")
-    try:
-        spec = json.loads(spec_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"exported policy spec {spec_path} is unreadable or corrupt: {error}") from error
-    if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
-        raise CheckpointError(f"{spec_path} is not a drivelab policy spec (format {SPEC_FORMAT!r})")
-    if spec.get("format_version") != SPEC_VERSION:
-        raise CheckpointError(
-            f"{spec_path} has spec version {spec.get('format_version')}; this drivelab reads {SPEC_VERSION}"
-        )
-    return spec, spec_path
-
-
-def _load_exported(path: Path, device: str) -> TrainedPolicy:
-    spec, spec_path = read_spec(path)
-    try:
-        weights_path = spec_path.parent / spec["weights"]
-        algo, policy_net = spec["algo"], spec["policy_net"]
-        observation_space = space_from_dict(spec["observation_space"])
-        action_space = space_from_dict(spec["action_space"])
-        encoder = None
-        if spec.get("encoder"):
-            fields = dict(spec["encoder"])
-            if spec.get("encoder_file"):
-                fields["name"] = str(spec_path.parent / spec["encoder_file"])
-            encoder = EncoderConfig(**fields)
-        kwargs = policy_kwargs(algo, policy_net, spec["net_arch"], encoder, load_encoder_weights=False)
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"exported policy spec {spec_path} is incomplete: {error!r}") from error
-    if not weights_path.is_file():
-        raise CheckpointError(f"weights {weights_path} named by {spec_path} do not exist")
-    if sha256_of(weights_path) != spec.get("weights_sha256"):
-        raise CheckpointError(
-            f"weights {weights_path} do not match the SHA-256 in {spec_path} (truncated or replaced file)"
-        )
-    network = policy_class(algo, policy_net)(observation_space, action_space, lambda _: 0.0, **kwargs)
-    try:
-        load_weights(network, weights_path)
-    except (SafetensorError, RuntimeError, OSError, KeyError, ValueError) as error:
-        raise CheckpointError(f"weights {weights_path} do not fit the network in {spec_path}: {error}") from error
-    network.to(device).set_training_mode(False)
-    return TrainedPolicy(network, spec, name=str(spec_path.parent.name if spec_path.stem == "policy" else spec_path.stem))
-
-
-def _load_sb3_zip(path: Path, device: str) -> TrainedPolicy:
-    try:
-        data, _, _ = load_from_zip_file(path, device=device)
-    except (zipfile.BadZipFile, ValueError, RuntimeError, EOFError, KeyError, OSError) as error:
-        raise CheckpointError(f"SB3 checkpoint {path} is corrupt or truncated: {error}") from error
-    algo = "dqn" if issubclass(data["policy_class"], DQNPolicy) else "ppo"
-    model = ALGORITHMS[algo].load(path, device=device)
-    model.policy.set_training_mode(False)
-    return TrainedPolicy(model.policy, {"algo": algo}, name=path.stem)
-
-
-def load_policy(path: Path | str, trust_pickle: bool = False, device: str = "cpu") -> Policy:
-    """Load a policy for acting: an export (folder, ``.json`` or ``.safetensors``) or a run folder.
-
-    Args:
-        path: an export folder or file, or a run directory (its ``best/`` export, else ``final/``).
-        trust_pickle: also accept SB3 ``.zip`` checkpoints, which unpickle Python objects; only
-            for files you made yourself.
-        device: torch device for the network.
-
-    Returns:
-        A ``TrainedPolicy``; its ``spec`` says which env id, observation and camera config to
-        build the env with. Acting in an env whose spaces differ raises ``PolicySpecError``.
-
-    Raises:
-        CheckpointError: missing, corrupt or truncated files, or a pickled checkpoint without
-            ``trust_pickle``.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"policy {path} does not exist")
-    if path.suffix == ".zip":
-        if not trust_pickle:
-            raise CheckpointError(
-                f"{path} is a Stable-Baselines3 checkpoint, which unpickles code when loaded. Use the "
-                "weights-only export next to it (policy.json + policy.safetensors), or pass "
-                "trust_pickle=True for a file you made yourself"
-            )
-        return _load_sb3_zip(path, device)
-    return _load_exported(path, device)
+    return write_json_atomic(folder / SPEC_FILE, spec, sort_keys=True)

@@ -2,7 +2,9 @@
 
 A policy maps a batch of observations (B, ...) from a vector environment to a batch of actions
 (B,) and is told, through ``reset(mask)``, which environments start a new episode so it can
-forget per-episode state.
+forget per-episode state. Every policy takes ``deterministic`` (greedy vs sampled actions);
+policies without a distribution to sample from ignore it. ``source`` says where a loaded policy
+came from (set by ``drivelab.agents.load_policy``).
 
 Example:
     >>> import numpy as np
@@ -14,7 +16,8 @@ Example:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -28,18 +31,32 @@ from drivelab.agents.errors import ConfigError, PolicySpecError
 
 
 
+@dataclass(frozen=True)
+class PolicySource:
+    """Where a policy came from: what a leaderboard entry records about it."""
+
+    label: str  # the path as given, or "baseline:NAME"
+    sha256: str  # of the identifying file's bytes (weights); of the label for baselines
+    file_format: str  # "baseline", "safetensors", "torch-weights", "numpy", "json", "pickle"
+    spec: Mapping[str, Any]  # the policy's JSON spec ({"algo": NAME} for baselines)
+    run_config: Mapping[str, Any] = field(default_factory=dict)  # its training run's config.json
+
+
 class Policy(abc.ABC):
     """Maps a batch of observations to a batch of actions."""
 
     name: str = "policy"
+    source: PolicySource | None = None  # where it was loaded from (label, sha256, spec)
 
     @abc.abstractmethod
-    def act(self, observation: np.ndarray, env: Any = None) -> np.ndarray:
+    def act(self, observation: np.ndarray, env: Any = None, deterministic: bool = True) -> np.ndarray:
         """Choose actions.
 
         Args:
             observation: (B, ...) batch from a vector environment.
             env: the vector environment (policies that read simulator state use it).
+            deterministic: greedy actions (True) or samples from the policy's distribution;
+                rule-based and seeded random policies act the same either way.
 
         Returns:
             (B,) actions for discrete action spaces, (B, A) for continuous ones.
@@ -62,7 +79,7 @@ class RandomPolicy(Policy):
         self.action_space = action_space
         self._rng = np.random.default_rng(seed)
 
-    def act(self, observation: np.ndarray, env: Any = None) -> np.ndarray:
+    def act(self, observation: np.ndarray, env: Any = None, deterministic: bool = True) -> np.ndarray:
         space = self.action_space or getattr(env, "single_action_space", None) or gym.spaces.Discrete(5)
         batch = len(observation)
         if isinstance(space, gym.spaces.Discrete):
@@ -78,7 +95,7 @@ class IdlePolicy(Policy):
 
     name = "idle"
 
-    def act(self, observation: np.ndarray, env: Any = None) -> np.ndarray:
+    def act(self, observation: np.ndarray, env: Any = None, deterministic: bool = True) -> np.ndarray:
         return np.full(len(observation), IDLE, dtype=np.int64)
 
     def check_env(self, env: Any) -> None:
@@ -112,7 +129,7 @@ class IDMMobilPolicy(Policy):
             raise PolicySpecError("the idm policy reads vehicle states: pass a drivelab vector env")
         _require_meta_actions(self.name, env)
 
-    def act(self, observation: np.ndarray, env: Any = None) -> np.ndarray:
+    def act(self, observation: np.ndarray, env: Any = None, deterministic: bool = True) -> np.ndarray:
         self.check_env(env)
         return self.driver.act(env.vehicle_states())
 

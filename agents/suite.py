@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from drivelab.agents.configs import from_mapping, load_train_config, scenario_name
+from drivelab.agents.configs import Algo, load_train_config, scenario_name
 from drivelab.agents.errors import ConfigError
 from drivelab.agents.train import TrainResult, train
-from drivelab.agents.run_records import machine_info, package_versions, git_commit
+from drivelab.core import provenance
+from drivelab.core.config import bounded, from_mapping, read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class SuiteConfig:
 
     name: str
     scenarios: tuple[str, ...]
-    algos: tuple[str, ...]
-    seeds: tuple[int, ...]
+    algos: tuple[Algo, ...]
+    seeds: tuple[int, ...] = bounded(low=0)
     description: str = ""
     device: str = "auto"
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted TrainConfig keys
@@ -69,13 +69,7 @@ def read_suite(path: Path | str) -> SuiteConfig:
         ConfigError: unreadable file, unknown key, or a run config that does not resolve.
     """
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read suite {path}: {error}") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"invalid YAML in suite {path}: {error}") from error
-    suite = from_mapping(SuiteConfig, document, f"suite {path.name}")
+    suite = from_mapping(SuiteConfig, read_yaml_mapping(path, "suite"), f"suite {path.name}")
     for scenario, algo, seed in grid(suite):  # fail before the first run, not in the middle
         load_train_config(scenario, algo, suite.overrides_for(algo, seed))
     return suite
@@ -141,9 +135,9 @@ def run_suite(
                   "seeds": list(suite.seeds)},
         "started_at": started,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine_info(),
-        "packages": package_versions(),
-        "git": git_commit(),
+        "machine": provenance.machine_info(),
+        "packages": provenance.package_versions(),
+        "git": provenance.git_commit(),
         "runs": runs,
         "summary": summarise(runs),
     }

@@ -39,21 +39,26 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 import drivelab.envs as de
 from drivelab.agents.callbacks import (
-    CheckpointCallback,
     EpisodeMetricsCallback,
     JsonLinesWriter,
     NamespacedWriter,
     PeriodicEvalCallback,
-    ProgressBarCallback,
+    RunCheckpointer,
     TimeBudgetCallback,
+    TrainingProgressBar,
 )
 from drivelab.agents.checkpoints import CheckpointInfo, find_last_checkpoint, load_checkpoint
-from drivelab.agents.configs import TRAIN_SEED_LIMIT, TrainConfig, from_mapping
+from drivelab.agents.configs import TrainConfig
 from drivelab.agents.errors import ConfigError, RunDirError
-from drivelab.agents.evaluation import EvalResult, run_episodes
-from drivelab.agents.export import export_policy, read_spec
+from drivelab.agents.evaluation import EvaluationResult, evaluate
+from drivelab.agents.export import export_policy
+from drivelab.agents.protocol import TRAIN_SEED_LIMIT
+from drivelab.agents.spec import read_spec
 from drivelab.agents.networks import policy_class, policy_kwargs
 from drivelab.agents.policies import TrainedPolicy
+from drivelab.core.config import from_mapping
+from drivelab.core.errors import DrivelabError
+from drivelab.core.files import check_writable
 from drivelab.agents.run_records import (
     CONFIG_JSON,
     RUN_JSON,
@@ -175,7 +180,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     path = run_dir / CONFIG_JSON
     try:
         return from_mapping(TrainConfig, json.loads(path.read_text()), f"saved config {path}")
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise RunDirError(f"cannot resume {run_dir}: its config {path} is missing or corrupt ({error})") from error
 
 
@@ -207,6 +212,7 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     """
     if resume and force:
         raise RunDirError("--resume and --force contradict each other; pass one")
+    check_writable(run_dir, folder=True)
     exists = run_dir.exists() and any(run_dir.iterdir())
     if resume and not (run_dir / CONFIG_JSON).is_file():
         raise RunDirError(f"cannot resume {run_dir}: it holds no run (no {CONFIG_JSON}); drop --resume")
@@ -230,24 +236,27 @@ def _make_logger(run_dir: Path) -> Logger:
 
 
 def _best_so_far(run_dir: Path) -> float:
+    if not (run_dir / BEST).is_dir():
+        return float("-inf")
     try:
         spec, _ = read_spec(run_dir / BEST)
         return float(spec["eval"]["mean_return"])
-    except Exception:  # no best export yet (or an unreadable one, which will be replaced)
+    except (DrivelabError, KeyError, TypeError, ValueError):  # an unreadable best export is replaced
         return float("-inf")
 
 
-def _evaluation(config: TrainConfig, model_ref: Callable[[], BaseAlgorithm]) -> tuple[Callable[[], EvalResult], Any]:
-    episodes = config.eval_episodes
-    eval_env = de.make_vec(
-        config.env_id, num_envs=min(config.eval_envs, episodes), seed=config.eval_seed, **env_kwargs(config)
-    )
+def _evaluation(config: TrainConfig, model_ref: Callable[[], BaseAlgorithm]) -> Callable[[], EvaluationResult]:
+    """Best-model selection: the current policy on the held-out selection seeds, through ``evaluate``."""
+    seeds = range(config.eval_seed, config.eval_seed + config.eval_episodes)
 
-    def evaluate() -> EvalResult:
+    def make_env(num_envs: int) -> Any:
+        return de.make_vec(config.env_id, num_envs=num_envs, seed=config.eval_seed, **env_kwargs(config))
+
+    def run() -> EvaluationResult:
         policy = TrainedPolicy(model_ref().policy, name="eval")
-        return run_episodes(policy, eval_env, episodes, config.eval_seed)
+        return evaluate(policy, config.env_id, seeds=seeds, num_envs=config.eval_envs, make_env=make_env)
 
-    return evaluate, eval_env
+    return run
 
 
 def train(
@@ -330,34 +339,28 @@ def _learn(
     def wall_s() -> float:  # training time of the whole run so far, across resumes
         return wall_before_s + time.perf_counter() - start_time
 
-    def on_best(result: EvalResult) -> None:
+    def on_best(result: EvaluationResult) -> None:
         summary = {"step": int(model.num_timesteps), **result.summary()}
         best.update(summary)
         export_policy(model, config, run_dir / BEST, extra={"eval": summary, "training_wall_s": wall_s()})
 
     callbacks: list[BaseCallback] = []
     if progress_bar:
-        callbacks.append(ProgressBarCallback(config.total_steps))
-    eval_env = None
+        callbacks.append(TrainingProgressBar(config.total_steps))
     if config.eval_every_steps > 0:
-        evaluate, eval_env = _evaluation(config, lambda: model)
         callbacks.append(
-            PeriodicEvalCallback(evaluate, on_best, config.eval_every_steps, run_dir / "evaluations.jsonl",
-                                 best_mean_return=_best_so_far(run_dir))
+            PeriodicEvalCallback(_evaluation(config, lambda: model), on_best, config.eval_every_steps,
+                                 run_dir / "evaluations.jsonl", best_mean_return=_best_so_far(run_dir))
         )
-    callbacks.append(CheckpointCallback(run_dir / CHECKPOINTS, config.algo, config.checkpoint_every_steps))
+    callbacks.append(RunCheckpointer(run_dir / CHECKPOINTS, config.algo, config.checkpoint_every_steps))
     callbacks.append(EpisodeMetricsCallback(log_every_steps or max(config.total_steps // 50, 1)))
     if config.max_minutes > 0:
         callbacks.append(TimeBudgetCallback(wall_s, config.max_minutes * 60.0))
     callbacks.extend(extra_callbacks)
-    try:
-        if remaining > 0:
-            model.learn(remaining, callback=CallbackList(callbacks), log_interval=None, reset_num_timesteps=False)
-        else:
-            log.info("run %s already has %d >= %d steps", run_dir, model.num_timesteps, config.total_steps)
-    finally:
-        if eval_env is not None:
-            eval_env.close()
+    if remaining > 0:
+        model.learn(remaining, callback=CallbackList(callbacks), log_interval=None, reset_num_timesteps=False)
+    else:
+        log.info("run %s already has %d >= %d steps", run_dir, model.num_timesteps, config.total_steps)
     elapsed = time.perf_counter() - start_time
     final = export_policy(model, config, run_dir / FINAL, extra={"training_wall_s": wall_s()})
     if not best and _best_so_far(run_dir) > float("-inf"):  # the best was found before a resume
