@@ -8,6 +8,7 @@ against the scenario's own ``default_config()`` and every value against the defa
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,13 +27,22 @@ def highway_env_defaults(highway_env_id: str) -> dict[str, Any]:
     return dict(env_cls.default_config())
 
 
+# Upper bounds of the size-like keys: past these a scenario only exhausts memory or never ends.
+SIZE_LIMITS: dict[str, float] = {
+    "vehicles_count": 500, "lanes_count": 16, "controlled_vehicles": 16, "initial_lane_id": 15,
+    "duration": 3600, "policy_frequency": 100, "simulation_frequency": 1000, "screen_width": 4096,
+    "screen_height": 4096,
+}
+MAX_NUMBER = 1e9  # any other number past this is a typo
+
+
 def _type_matches(default: Any, value: Any) -> bool:
     if default is None or value is None:
         return True
     if isinstance(default, bool):
         return isinstance(value, bool)
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (int, float)):  # highway-env mixes them (collision_reward: -1)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if isinstance(default, (list, tuple)):
         return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
@@ -63,4 +73,16 @@ def validate_env_config(scenario: Scenario, config: Mapping[str, Any] | None) ->
                 f"config key {key!r} for {scenario.env_id} expects "
                 f"{type(defaults[key]).__name__} (default {defaults[key]!r}), got {value!r}"
             )
-    return dict(config)
+        _check_size(scenario, key, value)
+    return {k: int(v) if k in SIZE_LIMITS and isinstance(v, float) else v for k, v in config.items()}
+
+
+def _check_size(scenario: Scenario, key: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    high = SIZE_LIMITS.get(key, MAX_NUMBER)
+    low = 0 if key in SIZE_LIMITS else -MAX_NUMBER
+    if not low <= value <= high:
+        raise ConfigError(f"config key {key!r} for {scenario.env_id} must be in [{low:g}, {high:g}], got {value!r}")
+    if key in SIZE_LIMITS and key != "duration" and not float(value).is_integer():
+        raise ConfigError(f"config key {key!r} for {scenario.env_id} must be a whole number, got {value!r}")

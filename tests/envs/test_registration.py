@@ -179,3 +179,20 @@ def test_gymnasium_make_with_the_module_prefix_needs_no_prior_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(5, 5)"
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"vehicles_count": 1e9}, r"'vehicles_count' .* must be in \[0, 500\]"),
+    ({"lanes_count": 2.5}, "whole number"),
+    ({"duration": -1}, r"must be in \[0, 3600\]"),
+    ({"collision_reward": float("nan")}, "expects int"),
+])
+def test_size_like_config_values_are_bounded_before_anything_is_built(config, message):
+    with pytest.raises(de.ConfigError, match=message):
+        de.make_vec("drivelab/highway-fast-v0", config=config)
+
+
+def test_whole_float_sizes_are_taken_as_ints_and_rewards_may_be_fractions():
+    env = de.make_vec("drivelab/highway-fast-v0", config={"lanes_count": 3.0, "collision_reward": -0.5})
+    assert env.sim_config == {"lanes_count": 3, "collision_reward": -0.5}
+    env.close()
