@@ -1,4 +1,4 @@
-"""Evaluation speed: the protocol's 100 episodes on the batched backend vs highway-env.
+"""``drivelab bench eval``: the protocol's 100 episodes on the batched backend vs highway-env.
 
 Runs the same policy on the same held-out seeds on both backends in one invocation (each after
 a 2-episode warm-up), prints the wall times and their ratio, and checks that both give statistically consistent results
@@ -16,11 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from drivelab.core.files import write_json_atomic
+from drivelab.agents import env_kwargs_from_spec, evaluate, load_policy
+from drivelab.core.errors import ConfigError
+from drivelab.core.files import check_writable, write_json_atomic, write_text_atomic
 from drivelab.core.provenance import machine_info
-from drivelab.benchmarks.protocol import env_kwargs_from_spec, evaluate, load_policy
 
 RESULTS = Path("benchmarks/results")
+DESCRIPTION = (
+    "Evaluation speed: one policy on the protocol's held-out seeds, on the batched backend "
+    "(envpool) and on highway-env in one invocation; prints both wall times, their ratio and "
+    "whether the two backends' statistics agree (|z| < 3). Writes OUT (JSON) and OUT with .md."
+)
 
 
 def _z_mean(a: np.ndarray, b: np.ndarray) -> float:
@@ -35,7 +41,9 @@ def _z_rate(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run(policy_label: str, env_id: str, episodes: int, reference_envs: int) -> dict[str, Any]:
-    policy, source = load_policy(policy_label, env_id)
+    """Time ``episodes`` protocol episodes on both backends and compare their statistics."""
+    policy = load_policy(policy_label, env_id)
+    source = policy.source
     env_kwargs = env_kwargs_from_spec(source.spec)
     timings, results = {}, {}
     for backend, num_envs in (("envpool", episodes), ("highway-env", reference_envs)):
@@ -67,6 +75,7 @@ def run(policy_label: str, env_id: str, episodes: int, reference_envs: int) -> d
 
 
 def format_table(result: dict[str, Any]) -> str:
+    """The result as a Markdown table with the speed-up and the consistency verdict."""
     s, t = result["statistics"], result["seconds"]
     lines = [
         f"Policy `{result['policy']}`, {result['env_id']}, {result['episodes']} protocol episodes per backend.",
@@ -83,28 +92,31 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def register_bench(bench: argparse._SubParsersAction) -> None:
-    parser = bench.add_parser("eval", help="protocol evaluation speed: batched backend vs highway-env")
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add ``bench eval``'s arguments to ``parser``."""
+    parser.description = DESCRIPTION
     parser.add_argument("--policy", default="baseline:idm", help="policy path or baseline:NAME (default %(default)s)")
-    parser.add_argument("--env", default="drivelab/highway-fast-v0")
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--reference-envs", type=int, default=8, help="envs stepped together on highway-env")
-    parser.add_argument("--out", type=Path, default=RESULTS / "eval_speed.json")
+    parser.add_argument("--env", default="drivelab/highway-fast-v0", help="scenario id (default %(default)s)")
+    parser.add_argument("--episodes", type=int, default=100, help="protocol episodes per backend (default %(default)s)")
+    parser.add_argument("--reference-envs", type=int, default=8,
+                        help="envs stepped together on highway-env (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "eval_speed.json",
+                        help="result JSON; the Markdown table goes beside it with .md (default %(default)s)")
     parser.set_defaults(func=run_from_args)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """No top-level command; see ``register_bench``."""
-
-
 def run_from_args(args: argparse.Namespace) -> int:
+    """Handler of ``drivelab bench eval``."""
+    for name, value in (("--episodes", args.episodes), ("--reference-envs", args.reference_envs)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    check_writable(args.out)
+    check_writable(args.out.with_suffix(".md"))
     result = run(args.policy, args.env, args.episodes, args.reference_envs)
     write_json_atomic(args.out, result)
     table = format_table(result)
-    md = args.out.with_suffix(".md")
-    tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text(f"`{result['machine']['command']}` on {result['machine']['cpu']} "
-                   f"({result['machine']['cpu_affinity']} cores), {result['machine']['timestamp_utc']}.\n\n{table}\n")
-    tmp.replace(md)
+    machine = result["machine"]
+    write_text_atomic(args.out.with_suffix(".md"), f"`{machine['command']}` on {machine['cpu']} "
+                      f"({machine['cpu_affinity']} cores), {machine['timestamp_utc']}.\n\n{table}\n")
     print(table)
     return 0

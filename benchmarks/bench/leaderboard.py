@@ -1,9 +1,11 @@
-"""`drivelab bench leaderboard`: the baseline leaderboard, generated, never typed.
+"""``drivelab bench leaderboard``: the benchmark's leaderboard, generated, never typed.
 
 Evaluates random, idle and the IDM/MOBIL driver, and the trained camera agents found under
 ``--runs`` (every run directory below it whose ``config.json`` names ``--env`` and camera
 frames: one entry per algorithm, one run per training seed, as `drivelab bench rl` lays them out) on
-the protocol's held-out seeds with the reference backend; submits them to ``--db``; writes
+the protocol's held-out seeds with the reference backend; submits them to ``--db`` through
+``leaderboard.submit.evaluate_and_submit`` (an agent evaluated again, e.g. with new weights,
+updates its own entry: same submitter, name, scenario, protocol and backend); writes
 ``benchmarks/results/LEADERBOARD.md`` (shown in README), a static HTML page, failure videos
 of the trained agents, and ``benchmarks/results/rl_highway_camera.{json,md}``: each agent's
 per-seed results with mean and spread across training seeds.
@@ -13,36 +15,66 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from drivelab.benchmarks.leaderboard import Leaderboard
-from drivelab.envs.errors import ConfigError
-from drivelab.core.files import write_json_atomic
+from drivelab.benchmarks.leaderboard import pages, submit
+from drivelab.benchmarks.leaderboard.store import Leaderboard
+from drivelab.core.errors import ConfigError
+from drivelab.core.files import check_writable, write_json_atomic, write_text_atomic
 from drivelab.core.provenance import machine_info
 
 RESULTS = Path("benchmarks/results")
 BASELINES = ("random", "idle", "idm")
 ALGOS = ("ppo", "dqn")
+FAILURE_VIDEOS_PER_AGENT = 3
+DESCRIPTION = (
+    "Evaluate the baselines (random, idle, IDM/MOBIL) and the trained PPO/DQN camera agents "
+    "found under --runs on the protocol's held-out seeds, submit them to --db (an agent "
+    "evaluated again updates its own entry), and write LEADERBOARD.md, an HTML page, failure "
+    "videos and the RL report (rl_highway_camera.json/.md) under benchmarks/results."
+)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """No top-level command; see ``register_bench``."""
-
-
-def register_bench(bench: argparse._SubParsersAction) -> None:
-    parser = bench.add_parser("leaderboard", help="evaluate baselines + trained agents; write LEADERBOARD.md")
-    parser.add_argument("--env", default="drivelab/highway-fast-v0")
-    parser.add_argument("--runs", type=Path, default=Path("runs/highway-camera"), help="searched for PPO/DQN run directories")
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--db", type=Path, default=Path("runs/leaderboard.db"))
-    parser.add_argument("--videos", type=Path, default=Path("runs/failures"), help="failure videos of trained agents")
-    parser.add_argument("--html", type=Path, default=Path("runs/leaderboard_html"))
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add ``bench leaderboard``'s arguments to ``parser``."""
+    parser.description = DESCRIPTION
+    parser.add_argument("--env", default="drivelab/highway-fast-v0", help="scenario id (default %(default)s)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/highway-camera"),
+                        help="searched for PPO/DQN run directories (default %(default)s)")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes per run (default %(default)s)")
+    parser.add_argument("--db", type=Path, default=Path("runs/leaderboard.db"),
+                        help="leaderboard SQLite file (default %(default)s)")
+    parser.add_argument("--videos", type=Path, default=Path("runs/failures"),
+                        help="failure videos of trained agents go to VIDEOS/ALGO (default %(default)s)")
+    parser.add_argument("--html", type=Path, default=Path("runs/leaderboard_html"),
+                        help="static HTML page folder (default %(default)s)")
     parser.add_argument("--agents", nargs="+", choices=[*BASELINES, *ALGOS], default=[*BASELINES, *ALGOS],
                         help="evaluate only these (the others keep their entries in --db); default all")
     parser.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class PlannedEntry:
+    """One leaderboard entry to evaluate: its name, policies (one per training run) and options."""
+
+    name: str
+    policies: tuple[str, ...]
+    algorithm: str | None = None
+    record_failures: Path | None = None
+
+
+def plan_entries(agents: list[str], runs_root: Path, env_id: str, videos: Path) -> list[PlannedEntry]:
+    """The entries to evaluate: the baselines asked for, then each algorithm with trained runs."""
+    planned = [PlannedEntry(name, (f"baseline:{name}",)) for name in BASELINES if name in agents]
+    for algo in (a for a in ALGOS if a in agents):
+        runs = _run_dirs(runs_root, algo, env_id)
+        if runs:
+            planned.append(PlannedEntry(f"{algo}-camera", tuple(map(str, runs)), algo, videos / algo))
+    return planned
 
 
 def _run_dirs(root: Path, algo: str, env_id: str) -> list[Path]:
@@ -78,9 +110,14 @@ def _training_record(policy_label: str) -> dict[str, Any]:
     return record
 
 
+def _spread(values: np.ndarray) -> float:
+    """Sample standard deviation across training seeds (0 for a single seed)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def rl_report(db: Path, env_id: str) -> dict[str, Any]:
     """Per training seed and across seeds: mean return and crash rate of the trained agents."""
-    with Leaderboard(db, create=False) as board:
+    with Leaderboard(db, readonly=True) as board:
         entries = [e for e in board.entries(env_id=env_id) if e.metadata.algorithm in ALGOS]
     agents = []
     for entry in entries:
@@ -95,8 +132,8 @@ def rl_report(db: Path, env_id: str) -> dict[str, Any]:
         crashes = np.array([r["crash_rate"] for r in runs])
         agents.append({
             "agent": entry.metadata.agent_name, "algorithm": entry.metadata.algorithm, "runs": runs,
-            "mean_return": float(means.mean()), "return_std_across_seeds": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
-            "crash_rate": float(crashes.mean()), "crash_rate_std_across_seeds": float(crashes.std(ddof=1)) if len(crashes) > 1 else 0.0,
+            "mean_return": float(means.mean()), "return_std_across_seeds": _spread(means),
+            "crash_rate": float(crashes.mean()), "crash_rate_std_across_seeds": _spread(crashes),
         })  # fmt: skip
     return {"benchmark": "rl-driving-quality", "env_id": env_id, "protocol": "drivelab-eval-v1",
             "backend": "highway-env", "target": "mean return >= 24, crash rate <= 10%", "agents": agents,
@@ -108,17 +145,21 @@ def _maybe(value: Any, form: str) -> str:
 
 
 def rl_report_md(report: dict[str, Any]) -> str:
+    """The RL report as Markdown: one row per training run, one bold row per agent."""
     lines = [
-        f"{report['env_id']}, protocol {report['protocol']}, {report['backend']} backend; target {report['target']}.",
+        f"{report['env_id']}, protocol {report['protocol']}, {report['backend']} backend; "
+        f"target {report['target']}.",
         "",
-        "| agent | training seed | trained steps | training time [min] | best checkpoint step | episodes | mean return | crash rate |",
+        "| agent | training seed | trained steps | training time [min] | best checkpoint step | episodes "
+        "| mean return | crash rate |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for agent in report["agents"]:
         for run in agent["runs"]:
             lines.append(
-                f"| {agent['agent']} | {run['seed']} | {_maybe(run['trained_steps'], ',')} | {_maybe(run['training_min'], '.1f')} "
-                f"| {_maybe(run['best_step'], ',')} | {run['episodes']} | {run['mean_return']:.2f} | {run['crash_rate']:.2f} |"
+                f"| {agent['agent']} | {run['seed']} | {_maybe(run['trained_steps'], ',')} "
+                f"| {_maybe(run['training_min'], '.1f')} | {_maybe(run['best_step'], ',')} | {run['episodes']} "
+                f"| {run['mean_return']:.2f} | {run['crash_rate']:.2f} |"
             )
         lines.append(f"| **{agent['agent']}** (mean ± sd over {len(agent['runs'])} seeds) | | | | | "
                      f"| **{agent['mean_return']:.2f} ± {agent['return_std_across_seeds']:.2f}** "
@@ -126,48 +167,48 @@ def rl_report_md(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _dispatch_all(dispatch: Any, commands: list[list[str]]) -> int:
-    """Run drivelab commands in turn, echoing each; the first non-zero status stops them."""
-    for argv in commands:
-        print("$ drivelab " + " ".join(argv), flush=True)
-        status = dispatch(argv)
-        if status != 0:
-            return status
-    return 0
+def build_leaderboard(
+    env_id: str,
+    planned: list[PlannedEntry],
+    db: Path,
+    *,
+    episodes: int,
+    html: Path,
+    results: Path = RESULTS,
+    make_env: submit.MakeEnv | None = None,
+) -> dict[str, Any]:
+    """Evaluate and submit every planned entry, render the board and write the RL report.
+
+    Returns the RL report (its ``agents`` list is empty when no trained agent is on the board).
+    """
+    for entry in planned:
+        print(f"evaluating {entry.name}: {' '.join(entry.policies)}", flush=True)
+        outcome = submit.evaluate_and_submit(
+            list(entry.policies), env_id, db=db, name=entry.name, algorithm=entry.algorithm,
+            episodes=episodes, record_failures=entry.record_failures,
+            max_failure_videos=FAILURE_VIDEOS_PER_AGENT, progress=True, make_env=make_env,
+        )  # fmt: skip
+        print("\n".join(submit.summary_lines(outcome.results, outcome.protocol)))
+        print("\n".join(submit.submission_lines(outcome)))
+    ranked = pages.read_ranked(db, env_id=env_id)
+    for fmt, out in (("md", results / "LEADERBOARD.md"), ("html", html)):
+        pages.export(ranked, fmt, out)
+        print(f"wrote {out}")
+    report = rl_report(db, env_id)
+    if report["agents"]:
+        write_json_atomic(results / "rl_highway_camera.json", report)
+        write_text_atomic(results / "rl_highway_camera.md", rl_report_md(report) + "\n")
+        print(rl_report_md(report))
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
-    dispatch = args.dispatch
-    common = ["--env", args.env, "--episodes", str(args.episodes), "--submit", "--db", str(args.db)]
-    commands = [["eval", "--policy", f"baseline:{name}", "--name", name, *common] for name in BASELINES
-                if name in args.agents]
-    for algo in (a for a in ALGOS if a in args.agents):
-        runs = _run_dirs(args.runs, algo, args.env)
-        if runs:
-            commands.append(["eval", "--policy", *map(str, runs), "--name", f"{algo}-camera", "--algorithm", algo,
-                             "--record-failures", str(args.videos / algo), "--max-failure-videos", "3", *common])
-    renders = [
-        ["leaderboard", "--db", str(args.db), "--env", args.env, "--format", "md", "--out", str(RESULTS / "LEADERBOARD.md")],
-        ["leaderboard", "--db", str(args.db), "--env", args.env, "--format", "html", "--out", str(args.html)],
-    ]
-    status = _dispatch_all(dispatch, commands)
-    if status != 0:
-        return status
-    # An agent re-evaluated with new weights is a new entry: the one it replaces leaves this
-    # benchmark's board only now that the new one is in.
-    with Leaderboard(args.db) as board:
-        removed = board.remove_superseded(args.env, [argv[argv.index("--name") + 1] for argv in commands])
-    if removed:
-        print(f"removed {removed} superseded entr{'y' if removed == 1 else 'ies'} from {args.db}")
-    status = _dispatch_all(dispatch, renders)
-    if status != 0:
-        return status
-    report = rl_report(args.db, args.env)
-    if report["agents"]:
-        write_json_atomic(RESULTS / "rl_highway_camera.json", report)
-        md = RESULTS / "rl_highway_camera.md"
-        tmp = md.with_name(f".{md.name}.tmp")
-        tmp.write_text(rl_report_md(report) + "\n")
-        tmp.replace(md)
-        print(rl_report_md(report))
+    """Handler of ``drivelab bench leaderboard``."""
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    for path in (RESULTS / "LEADERBOARD.md", RESULTS / "rl_highway_camera.json"):
+        check_writable(path)
+    check_writable(args.html, folder=True)
+    planned = plan_entries(args.agents, args.runs, args.env, args.videos)
+    build_leaderboard(args.env, planned, args.db, episodes=args.episodes, html=args.html)
     return 0

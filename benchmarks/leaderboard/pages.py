@@ -1,35 +1,47 @@
-"""Leaderboard exports: a terminal table, Markdown, CSV and a static HTML folder with plots.
+"""Leaderboard pages: a terminal table, Markdown, CSV and a static HTML folder with plots.
 
 Entries are ranked per scenario and protocol version by the primary metric, mean episode
 return (higher is better; crash rate breaks exact ties and is shown beside it). An entry whose
 95 % CI of mean return overlaps the CI of the entry ranked directly above it is a *tie*: it
-shares that entry's rank, shown as ``=N``.
+shares that entry's rank, shown as ``=N``. A *partial* entry (fewer episodes per run than its
+protocol asks for) is ranked below every complete entry of its group, and ties only with
+other partial entries.
 
-Every file is written atomically (a temporary file or folder beside the target, then a rename),
-so a failed export leaves the previous one intact.
+Every file is written atomically (``drivelab.core.files``), so a failed export leaves the
+previous one intact.
+
+Example:
+    >>> with Leaderboard("runs/leaderboard.db", readonly=True) as board:   # doctest: +SKIP
+    ...     ranked = rank_entries(board.entries())
+    >>> print(render_table(ranked))                                         # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import html
 import io
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from drivelab.benchmarks.leaderboard import StoredEntry
-from drivelab.benchmarks.stats import DEFAULT_BOOTSTRAP_REPS, EntryStats, entry_stats
-from drivelab.envs.errors import DrivelabError
+from drivelab.agents.protocol import DEFAULT_PROTOCOL, available_protocols, load_protocol
+from drivelab.benchmarks.leaderboard.stats import DEFAULT_BOOTSTRAP_REPS, EntryStats, entry_stats
+from drivelab.benchmarks.leaderboard.store import Leaderboard, StoredEntry
+from drivelab.core.errors import ConfigError, DrivelabError, OutputPathError
+from drivelab.core.files import atomic_dir, write_text_atomic
 
 FORMATS = ("table", "md", "csv", "html")
 TIE_NOTE = "=N: tied, its 95% CI of mean return overlaps the CI of the entry ranked above."
+PARTIAL_NOTE = (
+    "partial: fewer episodes per run than the protocol asks for; ranked below every complete entry."
+)
 MAX_FAILURES_LISTED = 20  # failure seeds shown per entry in HTML
+MAX_BOOTSTRAP_REPS = 100_000  # about 1 s per entry of 100 episodes; more adds nothing visible
 
 
 class ExportError(DrivelabError):
@@ -74,14 +86,55 @@ def rank_entries(
         groups.setdefault(key, []).append((entry, stats))
     ranked: list[RankedEntry] = []
     for key in sorted(groups):
-        members = sorted(groups[key], key=lambda m: (-m[1].mean_return, m[1].crash_rate, m[0].id))
+        members = sorted(
+            groups[key], key=lambda m: (m[0].partial, -m[1].mean_return, m[1].crash_rate, m[0].id)
+        )
         above: RankedEntry | None = None
         for position, (entry, stats) in enumerate(members, start=1):
-            tied = above is not None and stats.mean_return_ci.overlaps(above.stats.mean_return_ci)
+            tied = (
+                above is not None
+                and above.entry.partial == entry.partial  # a partial entry never shares a complete one's rank
+                and stats.mean_return_ci.overlaps(above.stats.mean_return_ci)
+            )
             rank = above.rank if tied and above is not None else position
             above = RankedEntry(rank, tied, entry, stats)
             ranked.append(above)
     return ranked
+
+
+def read_ranked(
+    db: str | Path,
+    *,
+    env_id: str | None = None,
+    protocol: str | None = None,
+    reps: int | None = None,
+) -> list[RankedEntry]:
+    """Open a board read-only (nothing written) and rank its entries.
+
+    Args:
+        db: the leaderboard file; it must exist and be a board.
+        env_id: only this scenario (one some shipped protocol has seeds for).
+        protocol: only this protocol version (a shipped one).
+        reps: bootstrap replicates, 1..``MAX_BOOTSTRAP_REPS`` (default: the protocol's).
+
+    Raises:
+        ConfigError, ProtocolError: an unknown scenario or protocol, or reps out of range.
+        LeaderboardError: the file is missing or not a board.
+    """
+    versions = (load_protocol(protocol).version,) if protocol is not None else available_protocols()
+    if env_id is not None:
+        known = sorted({e for version in versions for e in load_protocol(version).env_ids})
+        if env_id not in known:
+            close = difflib.get_close_matches(env_id, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown scenario {env_id!r} for --env; {hint}valid: {', '.join(known)}")
+    if reps is None:
+        reps = load_protocol(protocol or DEFAULT_PROTOCOL).bootstrap_reps
+    if isinstance(reps, bool) or not isinstance(reps, int) or not 1 <= reps <= MAX_BOOTSTRAP_REPS:
+        raise ConfigError(f"--reps must be an integer in [1, {MAX_BOOTSTRAP_REPS}], got {reps!r}")
+    with Leaderboard(db, readonly=True) as board:
+        entries = board.entries(env_id=env_id, protocol_version=protocol)
+    return rank_entries(entries, reps=reps)
 
 
 def _group_key(item: RankedEntry) -> tuple[str, str]:
@@ -102,6 +155,15 @@ COLUMNS = (
 )  # fmt: skip
 
 
+def _episodes_cell(item: RankedEntry) -> str:
+    episodes = str(item.stats.num_episodes)
+    return f"{episodes} (partial)" if item.entry.partial else episodes
+
+
+def _notes(ranked: Sequence[RankedEntry]) -> str:
+    return TIE_NOTE + ("\n" + PARTIAL_NOTE if any(item.entry.partial for item in ranked) else "")
+
+
 def _display_row(item: RankedEntry) -> list[str]:
     meta, stats = item.entry.metadata, item.stats
     return [
@@ -111,7 +173,7 @@ def _display_row(item: RankedEntry) -> list[str]:
         meta.algorithm,
         meta.backend,
         str(stats.num_runs),
-        str(stats.num_episodes),
+        _episodes_cell(item),
         f"{stats.mean_return:.2f}",
         f"[{stats.mean_return_ci.low:.2f}, {stats.mean_return_ci.high:.2f}]",
         f"{stats.iqm_return:.2f}",
@@ -135,7 +197,7 @@ def render_table(ranked: Sequence[RankedEntry]) -> str:
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         blocks.append(f"{env_id}  ({version})\n" + "\n".join(lines))
-    return "\n\n".join(blocks) + f"\n\n{TIE_NOTE}\n"
+    return "\n\n".join(blocks) + f"\n\n{_notes(ranked)}\n"
 
 
 def _md_cell(text: str) -> str:
@@ -154,7 +216,7 @@ def render_markdown(ranked: Sequence[RankedEntry]) -> str:
         for item in items:
             lines.append("| " + " | ".join(_md_cell(c) for c in _display_row(item)) + " |")
         blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + f"\n\n{TIE_NOTE}\n"
+    return "\n\n".join(blocks) + f"\n\n{_notes(ranked)}\n"
 
 
 CSV_COLUMNS = (
@@ -163,7 +225,7 @@ CSV_COLUMNS = (
     "mean_return_ci_low", "mean_return_ci_high", "iqm_return", "iqm_return_ci_low",
     "iqm_return_ci_high", "crash_rate", "crash_rate_ci_low", "crash_rate_ci_high",
     "success_rate", "collisions_per_km", "training_steps", "training_wall_s", "policy_sha256",
-    "config_hash", "git_commit", "hardware", "updated_at",
+    "config_hash", "git_commit", "hardware", "updated_at", "partial",
 )  # fmt: skip
 
 
@@ -182,7 +244,7 @@ def render_csv(ranked: Sequence[RankedEntry]) -> str:
             stats.iqm_return_ci.high, stats.crash_rate, stats.crash_rate_ci.low,
             stats.crash_rate_ci.high, stats.success_rate, stats.collisions_per_km,
             meta.training_steps, meta.training_wall_s, meta.policy_sha256, meta.config_hash,
-            meta.git_commit, meta.hardware, item.entry.updated_at,
+            meta.git_commit, meta.hardware, item.entry.updated_at, int(item.entry.partial),
         ])  # fmt: skip
     return buffer.getvalue()
 
@@ -191,17 +253,11 @@ def _cannot_write(out: Path, error: OSError) -> ExportError:
     return ExportError(f"cannot write {out}: {error.strerror or error}; choose another --out")
 
 
-def _write_text_atomic(text: str, out: Path) -> None:
+def _write_text(text: str, out: Path) -> None:
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-            os.replace(temporary, out)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_text_atomic(out, text)
+    except OutputPathError as error:
+        raise ExportError(f"cannot write {out}: {error}; choose another --out") from error
     except OSError as error:
         raise _cannot_write(out, error) from error
 
@@ -267,7 +323,7 @@ def _failure_links(item: RankedEntry, out_dir: Path) -> str:
 
 
 def _html_page(ranked: Sequence[RankedEntry], final_dir: Path) -> str:
-    body = ["<h1>drivelab leaderboard</h1>", f"<p>{html.escape(TIE_NOTE)}</p>"]
+    body = ["<h1>drivelab leaderboard</h1>", f"<p>{html.escape(_notes(ranked))}</p>"]
     for group_index, ((env_id, version), items) in enumerate(_groups(ranked)):
         body.append(f"<h2>{html.escape(env_id)} ({html.escape(version)})</h2>")
         body.append(f'<img src="plots/overview-{group_index}.png" alt="mean return per entry">')
@@ -300,39 +356,18 @@ def write_html(ranked: Sequence[RankedEntry], out_dir: str | Path) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"cannot write HTML to {out_dir}: it is a file; choose another --out")
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+        with atomic_dir(out_dir) as staging:
+            (staging / "plots").mkdir()
+            for group_index, (_, items) in enumerate(_groups(ranked)):
+                _plot_overview(items, staging / "plots" / f"overview-{group_index}.png")
+                for item in items:
+                    _plot_entry(item, staging / "plots" / f"entry-{item.entry.id}.png")
+            (staging / "index.html").write_text(_html_page(ranked, out_dir), encoding="utf-8")
+    except OutputPathError as error:
+        raise ExportError(f"cannot write {out_dir}: {error}; choose another --out") from error
     except OSError as error:
         raise _cannot_write(out_dir, error) from error
-    try:
-        (staging / "plots").mkdir()
-        for group_index, (_, items) in enumerate(_groups(ranked)):
-            _plot_overview(items, staging / "plots" / f"overview-{group_index}.png")
-            for item in items:
-                _plot_entry(item, staging / "plots" / f"entry-{item.entry.id}.png")
-        (staging / "index.html").write_text(_html_page(ranked, out_dir), encoding="utf-8")
-        _swap_folder(staging, out_dir)
-    except OSError as error:
-        raise _cannot_write(out_dir, error) from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "index.html"
-
-
-def _swap_folder(staging: Path, out_dir: Path) -> None:
-    """Put ``staging`` at ``out_dir``, keeping the old folder until the new one is in place."""
-    if not out_dir.exists():
-        os.replace(staging, out_dir)
-        return
-    retired = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old."))
-    retired.rmdir()
-    os.replace(out_dir, retired)
-    try:
-        os.replace(staging, out_dir)
-    except OSError:
-        os.replace(retired, out_dir)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 RENDERERS: dict[str, Callable[[Sequence[RankedEntry]], str]] = {
@@ -358,5 +393,5 @@ def export(ranked: Sequence[RankedEntry], fmt: str, out: str | Path | None) -> s
     text = RENDERERS[fmt](ranked)
     if out is None:
         return text
-    _write_text_atomic(text, Path(out))
+    _write_text(text, Path(out))
     return None

@@ -1,28 +1,43 @@
 """The leaderboard store: one SQLite file with tables ``entries``, ``runs`` and ``episodes``.
 
-An *entry* is one submitted agent on one scenario under one protocol version; it holds one or
-more *runs* (training runs, e.g. training seeds), each with its evaluation *episodes*.
+An *entry* is one agent on one scenario under one protocol version and backend, owned by its
+submitter; it holds one or more *runs* (training runs, e.g. training seeds), each with its
+evaluation *episodes*.
+
+Identity: an entry is identified by ``(submitter, agent_name, env_id, protocol_version,
+backend)``, never by the policy's digest alone. Submitting again under the same identity
+updates that entry (its runs and episodes are replaced) and ``submit`` returns the entry it
+replaced, so the caller can say what changed; a different submitter or agent name always
+gets its own entry. An entry with fewer episodes per run than its protocol asks for is kept
+but marked *partial* (``StoredEntry.partial``); rankings place it below every complete entry.
 
 Writes are safe under concurrency: the database runs in WAL mode, every submission is one
 ``BEGIN IMMEDIATE`` transaction (so an entry is stored whole or not at all), and a writer that
-finds the database busy waits (``busy_timeout``) and then retries. Re-submitting the same
-policy digest under the same protocol and scenario replaces that entry's runs and episodes
-instead of adding a second entry. A file that is not a drivelab leaderboard is refused and
-never overwritten.
+finds the database busy waits (``busy_timeout``) and then retries. A new board is built in a
+temporary file and linked into place, so no process ever sees a half-created board.
+
+Reading never writes: ``Leaderboard(path, readonly=True)`` opens the file with SQLite's
+``mode=ro`` (no schema creation, no migration, no journal-mode switch). A file that is not a
+drivelab leaderboard (an empty file included) is refused and never overwritten. A board of the
+previous schema (1) is migrated in place by the first writer that opens it.
 
 Example:
-    >>> board = Leaderboard("runs/leaderboard.db")                  # doctest: +SKIP
-    >>> run = RunRecord(sha256, "policy.safetensors", episodes)      # doctest: +SKIP
-    >>> entry_id = board.submit(metadata, [run])                    # doctest: +SKIP
+    >>> with Leaderboard("runs/leaderboard.db") as board:          # doctest: +SKIP
+    ...     outcome = board.submit(metadata, [RunRecord(sha256, "policy.safetensors", episodes)])
+    >>> outcome.entry_id, outcome.previous is None                  # doctest: +SKIP
+    (1, True)
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import dataclasses
 import json
 import math
+import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -32,11 +47,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from drivelab.benchmarks.protocol import EpisodeRecord
-from drivelab.envs.errors import DrivelabError
+from drivelab.agents.evaluation import EpisodeRecord
+from drivelab.agents.protocol import ProtocolError, load_protocol
+from drivelab.core.errors import DrivelabError, OutputPathError
+from drivelab.core.files import check_writable, ensure_dir, sha256_bytes
 
 DEFAULT_DB_PATH = Path("runs/leaderboard.db")
-SCHEMA_VERSION = 1  # stored in PRAGMA user_version
+SCHEMA_VERSION = 2  # stored in PRAGMA user_version; 1: entries unique on the policy digest
+IDENTITY = ("submitter", "agent_name", "env_id", "protocol_version", "backend")
 T = TypeVar("T")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_S = 60.0  # how long one statement waits for another writer
@@ -61,7 +79,8 @@ CREATE TABLE entries (
     hardware TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    UNIQUE (policy_sha256, protocol_version, env_id)
+    protocol_episodes INTEGER,
+    UNIQUE (submitter, agent_name, env_id, protocol_version, backend)
 );
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY,
@@ -96,6 +115,12 @@ CREATE INDEX episodes_by_run ON episodes(run_id);
 """
 _TABLES = ("entries", "runs", "episodes")
 _EPISODE_COLUMNS = tuple(f.name for f in fields(EpisodeRecord))  # index, seed, ... video_path
+# Entry columns of schema 1; schema 2 adds protocol_episodes and changes the UNIQUE key.
+_V1_ENTRY_COLUMNS = (
+    "id", "env_id", "protocol_version", "policy_sha256", "submitter", "agent_name", "algorithm",
+    "backend", "config_hash", "config_json", "package_versions_json", "git_commit",
+    "training_steps", "training_wall_s", "hardware", "created_at", "updated_at",
+)  # fmt: skip
 
 
 class LeaderboardError(DrivelabError, RuntimeError):
@@ -109,7 +134,15 @@ class CorruptDatabaseError(LeaderboardError):
 def hash_config(config: Mapping[str, Any]) -> str:
     """SHA-256 of a config's canonical JSON (sorted keys), the entry's config fingerprint."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return sha256_bytes(canonical.encode())
+
+
+def protocol_episodes(version: str) -> int | None:
+    """Episodes per run the protocol ``version`` asks for; None for a version not shipped here."""
+    try:
+        return load_protocol(version).episodes
+    except ProtocolError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -129,11 +162,17 @@ class EntryMetadata:
     training_steps: int | None = None
     training_wall_s: float | None = None
     hardware: str = "unknown"
+    protocol_episodes: int | None = None  # episodes per run the protocol asks for; None: its default
 
     @property
     def config_hash(self) -> str:
         """``hash_config(self.config)``."""
         return hash_config(self.config)
+
+    @property
+    def identity(self) -> tuple[str, str, str, str, str]:
+        """``(submitter, agent_name, env_id, protocol_version, backend)``: what names an entry."""
+        return (self.submitter, self.agent_name, self.env_id, self.protocol_version, self.backend)
 
 
 @dataclass(frozen=True)
@@ -161,6 +200,25 @@ class StoredEntry:
         """Episodes over all runs."""
         return sum(len(run.episodes) for run in self.runs)
 
+    @property
+    def partial(self) -> bool:
+        """Whether some run has fewer episodes than the entry's protocol asks for."""
+        wanted = self.metadata.protocol_episodes
+        return wanted is not None and any(len(run.episodes) < wanted for run in self.runs)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What ``Leaderboard.submit`` did: the entry's id and, for an update, what it replaced."""
+
+    entry_id: int
+    previous: StoredEntry | None  # the entry before this submission replaced it; None if new
+
+    @property
+    def updated(self) -> bool:
+        """Whether an existing entry (same identity) was replaced."""
+        return self.previous is not None
+
 
 def _sql_value(value: Any) -> Any:
     """A plain Python value for SQLite (numpy scalars would be stored as blobs)."""
@@ -182,19 +240,60 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _is_corruption(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
 def _check_sqlite_file(path: Path) -> None:
     """Refuse an existing file that is not an SQLite database, before SQLite touches it."""
     if path.is_dir():
         raise LeaderboardError(f"leaderboard path {path} is a directory; pass a file with --db")
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists():
         return
     with open(path, "rb") as handle:
         magic = handle.read(len(_SQLITE_MAGIC))
     if magic != _SQLITE_MAGIC:
+        what = "an empty file" if not magic else "not an SQLite database (corrupt or another file)"
         raise CorruptDatabaseError(
-            f"{path} is not an SQLite database (corrupt or another file); it was left untouched. "
+            f"{path} is {what}, not a drivelab leaderboard; it was left untouched. "
             "Move it away or pass another --db"
         )
+
+
+def _create_board(path: Path, busy_timeout_s: float) -> None:
+    """Create an empty board at ``path`` whole: built in a temporary file, then linked into place.
+
+    A hard link never replaces a file, so of two processes creating the same board at once one
+    wins and the other opens the winner's board; nobody ever sees a half-created (empty) file.
+    """
+    try:
+        ensure_dir(path.parent)
+    except OutputPathError as error:
+        raise LeaderboardError(f"cannot create {path.parent}: {error}; pass another --db") from error
+    # SQLite creates the file itself (mode 0644 less the umask); the name is unique to this call.
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.new")
+    try:
+        connection = sqlite3.connect(staging, timeout=busy_timeout_s, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")  # stored in the file's header
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+        try:
+            os.link(staging, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    except (OSError, sqlite3.Error) as error:
+        raise LeaderboardError(f"cannot create {path}: {error}") from error
+    finally:
+        for leftover in (staging, *(staging.with_name(staging.name + s) for s in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
 
 
 class Leaderboard:
@@ -202,8 +301,15 @@ class Leaderboard:
 
     Args:
         path: the database file (default ``runs/leaderboard.db``).
-        create: create the file (and its folder) if missing; else a missing file is an error.
+        create: create the board (and its folder) if missing; else a missing file is an error.
+        readonly: open for reading only (SQLite ``mode=ro``): nothing is created, migrated or
+            switched; ``submit`` fails. Implies ``create=False``.
         busy_timeout_s: how long a statement waits while another process writes.
+
+    Raises:
+        LeaderboardError: the file is missing (``create=False``), cannot be created or opened,
+            or is a board of an unknown schema.
+        CorruptDatabaseError: the file is not a readable SQLite database (empty included).
     """
 
     def __init__(
@@ -211,29 +317,36 @@ class Leaderboard:
         path: str | Path = DEFAULT_DB_PATH,
         *,
         create: bool = True,
+        readonly: bool = False,
         busy_timeout_s: float = _BUSY_TIMEOUT_S,
     ) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         _check_sqlite_file(self.path)
         if not self.path.exists():
-            if not create:
+            if readonly or not create:
                 raise LeaderboardError(
                     f"no leaderboard at {self.path}; submit one with `drivelab eval --submit` "
                     "or pass --db"
                 )
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise LeaderboardError(f"cannot create {self.path.parent}: {error}") from error
+            _create_board(self.path, busy_timeout_s)
+            _check_sqlite_file(self.path)
         try:
-            self._connection = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None  # we issue BEGIN ourselves
-            )
+            if readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self._connection = sqlite3.connect(
+                    uri, uri=True, timeout=busy_timeout_s, isolation_level=None
+                )
+            else:
+                self._connection = sqlite3.connect(
+                    self.path, timeout=busy_timeout_s, isolation_level=None  # we issue BEGIN ourselves
+                )
         except sqlite3.Error as error:
             raise LeaderboardError(f"cannot open leaderboard {self.path}: {error}") from error
+        self._connection.row_factory = sqlite3.Row
         try:
             self._connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            self._retry(self._open_schema)
+            self.schema_version = self._retry(self._open_schema)
         except sqlite3.DatabaseError as error:
             self._connection.close()
             if isinstance(error, sqlite3.OperationalError) and not _is_corruption(error):
@@ -261,7 +374,7 @@ class Leaderboard:
         """Close the connection."""
         self._connection.close()
 
-    def _retry(self, work: Any) -> Any:
+    def _retry(self, work: Callable[[], T]) -> T:
         """Run ``work()``; when the database stays busy past the timeout, retry with backoff."""
         for attempt in range(_RETRIES):
             try:
@@ -272,22 +385,29 @@ class Leaderboard:
                 time.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")
 
+    @contextlib.contextmanager
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Any:
+        self._connection.execute(begin)
+        try:
+            yield
+            self._connection.execute("COMMIT")
+        except BaseException:
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
+            raise
+
     def _write(self, work: Callable[[], T]) -> T:
         """Run ``work()`` in one ``BEGIN IMMEDIATE`` transaction (retried while the file is busy).
 
         Raises:
             LeaderboardError: the write failed; the transaction was rolled back whole.
         """
+        if self.readonly:
+            raise LeaderboardError(f"{self.path} was opened read-only; it cannot be written")
 
         def transaction() -> T:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = work()
-                self._connection.execute("COMMIT")
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            return result
+            with self._transaction():
+                return work()
 
         try:
             return self._retry(transaction)
@@ -301,54 +421,92 @@ class Leaderboard:
         return int(version), tables
 
     def _check_is_leaderboard(self, version: int, tables: set[str]) -> None:
-        empty = version == 0 and not tables
-        if not empty and (version != SCHEMA_VERSION or not set(_TABLES) <= tables):
+        if version not in (1, SCHEMA_VERSION) or not set(_TABLES) <= tables:
             raise LeaderboardError(
                 f"{self.path} is not a drivelab leaderboard of schema {SCHEMA_VERSION} "
                 f"(user_version {version}, tables {sorted(tables)}); it was left untouched. "
                 "Pass another --db"
             )
 
-    def _open_schema(self) -> None:
-        """Check the file (read-only) before changing anything; create the schema if empty."""
+    def _open_schema(self) -> int:
+        """Check the file (read-only) before changing anything; migrate an older schema.
+
+        Returns the schema version of the file as it is now.
+        """
         connection = self._connection
         connection.execute("PRAGMA foreign_keys = ON")
         check = connection.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
-        connection.execute("BEGIN")  # one read snapshot: a concurrent creator may be committing
-        try:
-            state = self._schema_state()
-        finally:
-            connection.execute("COMMIT")
-        self._check_is_leaderboard(*state)
+        with self._transaction("BEGIN"):  # one read snapshot
+            version, tables = self._schema_state()
+        self._check_is_leaderboard(version, tables)
+        if self.readonly or version == SCHEMA_VERSION:
+            if not self.readonly and connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode = WAL")
+            return version
         if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("PRAGMA foreign_keys = OFF")  # dropping the old entries table must not cascade
         try:
-            version, tables = self._schema_state()  # another process may have created it
-            self._check_is_leaderboard(version, tables)
-            if not tables:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+            with self._transaction():
+                version, tables = self._schema_state()  # another process may have migrated it
+                self._check_is_leaderboard(version, tables)
+                if version == 1:
+                    self._migrate_from_v1()
+        finally:
+            connection.execute("PRAGMA foreign_keys = ON")
+        return SCHEMA_VERSION
 
-    def submit(self, metadata: EntryMetadata, runs: Sequence[RunRecord]) -> int:
-        """Store an entry with its runs and episodes in one transaction; return the entry id.
+    def _migrate_from_v1(self) -> None:
+        """Schema 1 -> 2, in the caller's transaction: entries get owned by their identity.
 
-        If an entry with the same policy digest, protocol version and scenario exists, its
-        metadata is updated and its runs and episodes are replaced.
+        Schema 1 entries were unique on (policy digest, protocol, scenario), so two of them may
+        share an identity (e.g. an agent re-submitted with new weights). None is dropped: the
+        newest keeps the name, older ones get `` (entry ID)`` appended to their agent name.
+        """
+        connection = self._connection
+        same_identity = " AND ".join(f"newer.{c} = entries.{c}" for c in IDENTITY)
+        connection.execute(
+            "UPDATE entries SET agent_name = agent_name || ' (entry ' || id || ')' WHERE EXISTS ("
+            f"SELECT 1 FROM entries AS newer WHERE {same_identity} AND (newer.updated_at > "
+            "entries.updated_at OR (newer.updated_at = entries.updated_at AND newer.id > entries.id)))"
+        )
+        entries_v2 = next(s for s in _SCHEMA.split(";") if "CREATE TABLE entries" in s)
+        connection.execute(entries_v2.replace("CREATE TABLE entries", "CREATE TABLE entries_v2"))
+        columns = ", ".join(_V1_ENTRY_COLUMNS)
+        connection.execute(f"INSERT INTO entries_v2 ({columns}) SELECT {columns} FROM entries")
+        connection.execute("DROP TABLE entries")
+        connection.execute("ALTER TABLE entries_v2 RENAME TO entries")
+        versions = [row[0] for row in connection.execute("SELECT DISTINCT protocol_version FROM entries")]
+        for version in versions:
+            connection.execute(
+                "UPDATE entries SET protocol_episodes = ? WHERE protocol_version = ?",
+                (protocol_episodes(version), version),
+            )
+        problems = connection.execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise LeaderboardError(f"migrating {self.path} to schema {SCHEMA_VERSION} failed: {problems[:3]}")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def submit(self, metadata: EntryMetadata, runs: Sequence[RunRecord]) -> Submission:
+        """Store an entry with its runs and episodes in one transaction.
+
+        An entry with the same identity (submitter, agent name, scenario, protocol, backend)
+        is updated: its metadata and runs are replaced, and the old entry is returned in
+        ``Submission.previous``. Any other submission makes a new entry.
+
+        Raises:
+            LeaderboardError: no runs or an empty run, or the write failed (nothing stored).
         """
         if not runs or any(not run.episodes for run in runs):
             raise LeaderboardError("a submission needs at least one run with at least one episode")
-        return int(self._write(lambda: self._submit_once(metadata, runs)))
+        if metadata.protocol_episodes is None:
+            wanted = protocol_episodes(metadata.protocol_version)
+            metadata = dataclasses.replace(metadata, protocol_episodes=wanted)
+        return self._write(lambda: self._submit_once(metadata, runs))
 
-    def _submit_once(self, metadata: EntryMetadata, runs: Sequence[RunRecord]) -> int:
+    def _submit_once(self, metadata: EntryMetadata, runs: Sequence[RunRecord]) -> Submission:
         connection = self._connection
         now = _utc_now()
         values = {
@@ -366,13 +524,14 @@ class Leaderboard:
             "training_steps": _sql_value(metadata.training_steps),
             "training_wall_s": _sql_value(metadata.training_wall_s),
             "hardware": metadata.hardware,
+            "protocol_episodes": _sql_value(metadata.protocol_episodes),
             "updated_at": now,
         }
         row = connection.execute(
-            "SELECT id FROM entries WHERE policy_sha256 = ? AND protocol_version = ? "
-            "AND env_id = ?",
-            (metadata.policy_sha256, metadata.protocol_version, metadata.env_id),
+            f"SELECT * FROM entries WHERE {' AND '.join(f'{c} = ?' for c in IDENTITY)}",
+            metadata.identity,
         ).fetchone()
+        previous = None
         if row is None:
             columns = ", ".join([*values, "created_at"])
             marks = ", ".join("?" * (len(values) + 1))
@@ -381,7 +540,8 @@ class Leaderboard:
             )
             entry_id = int(cursor.lastrowid)
         else:
-            entry_id = int(row[0])
+            previous = self._read_entry(row)
+            entry_id = previous.id
             assignments = ", ".join(f"{name} = ?" for name in values)
             connection.execute(
                 f"UPDATE entries SET {assignments} WHERE id = ?", (*values.values(), entry_id)
@@ -389,7 +549,7 @@ class Leaderboard:
             connection.execute("DELETE FROM runs WHERE entry_id = ?", (entry_id,))  # cascades
         for run_index, run in enumerate(runs):
             self._insert_run(entry_id, run_index, run)
-        return entry_id
+        return Submission(entry_id, previous)
 
     def _insert_run(self, entry_id: int, run_index: int, run: RunRecord) -> None:
         cursor = self._connection.execute(
@@ -409,31 +569,6 @@ class Leaderboard:
             rows,
         )
 
-    def remove_superseded(self, env_id: str, agent_names: Sequence[str]) -> int:
-        """Keep only the newest entry of each agent name (per submitter and protocol) on a scenario.
-
-        For a benchmark that owns its database and re-evaluates an agent whose policies changed
-        (new weights, new digest, so ``submit`` made a new entry). Returns how many entries went.
-        """
-
-        def remove() -> int:
-            marks = ", ".join("?" * len(agent_names))
-            rows = self._connection.execute(
-                f"SELECT id, agent_name, submitter, protocol_version FROM entries WHERE env_id = ? "
-                f"AND agent_name IN ({marks}) ORDER BY updated_at DESC, id DESC",
-                (env_id, *agent_names),
-            ).fetchall()
-            newest: set[tuple[str, str, str]] = set()
-            stale = []
-            for entry_id, *key in rows:
-                if tuple(key) in newest:
-                    stale.append(entry_id)
-                newest.add(tuple(key))
-            self._connection.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in stale])  # cascades
-            return len(stale)
-
-        return self._write(remove) if agent_names else 0
-
     def row_counts(self) -> dict[str, int]:
         """Number of rows in each table."""
         return {
@@ -449,23 +584,20 @@ class Leaderboard:
             "SELECT * FROM entries WHERE (? IS NULL OR env_id = ?) "
             "AND (? IS NULL OR protocol_version = ?) ORDER BY id"
         )
-        self._connection.row_factory = sqlite3.Row
         try:
-            self._connection.execute("BEGIN")  # one consistent snapshot for all reads
-            rows = self._connection.execute(
-                query, (env_id, env_id, protocol_version, protocol_version)
-            ).fetchall()
-            result = [self._read_entry(row) for row in rows]
-            self._connection.execute("COMMIT")
+            with self._transaction("BEGIN"):  # one consistent snapshot for all reads
+                rows = self._connection.execute(
+                    query, (env_id, env_id, protocol_version, protocol_version)
+                ).fetchall()
+                return [self._read_entry(row) for row in rows]
         except sqlite3.Error as error:
-            if self._connection.in_transaction:
-                self._connection.execute("ROLLBACK")
             raise LeaderboardError(f"could not read {self.path}: {error}") from error
-        finally:
-            self._connection.row_factory = None
-        return result
 
     def _read_entry(self, row: sqlite3.Row) -> StoredEntry:
+        if "protocol_episodes" in row.keys():
+            wanted = row["protocol_episodes"]
+        else:  # a schema-1 board opened read-only (not migrated)
+            wanted = protocol_episodes(row["protocol_version"])
         metadata = EntryMetadata(
             submitter=row["submitter"],
             agent_name=row["agent_name"],
@@ -480,6 +612,7 @@ class Leaderboard:
             training_steps=row["training_steps"],
             training_wall_s=row["training_wall_s"],
             hardware=row["hardware"],
+            protocol_episodes=wanted,
         )
         runs = []
         for run in self._connection.execute(
@@ -501,6 +634,24 @@ class Leaderboard:
         return StoredEntry(row["id"], metadata, row["created_at"], row["updated_at"], tuple(runs))
 
 
+def check_board_path(path: str | Path) -> None:
+    """Check, before any evaluation, that ``path`` can take a submission; changes nothing.
+
+    An existing file must be a drivelab leaderboard (opened read-only to see); a missing one
+    must be creatable.
+
+    Raises:
+        LeaderboardError: the file exists but is not a usable board.
+        OutputPathError: the board could not be created there.
+    """
+    path = Path(path)
+    _check_sqlite_file(path)
+    if path.exists():
+        Leaderboard(path, readonly=True).close()
+    else:
+        check_writable(path)
+
+
 def _episode_from_row(values: tuple[Any, ...]) -> EpisodeRecord:
     record = dict(zip(_EPISODE_COLUMNS, values))
     for name, value in record.items():  # SQLite stores NaN as NULL
@@ -509,8 +660,3 @@ def _episode_from_row(values: tuple[Any, ...]) -> EpisodeRecord:
     record["crashed"] = bool(record["crashed"])
     record["success"] = bool(record["success"])
     return EpisodeRecord(**record)
-
-
-def _is_corruption(error: sqlite3.OperationalError) -> bool:
-    text = str(error).lower()
-    return "malformed" in text or "not a database" in text or "corrupt" in text

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from drivelab.benchmarks import stats
+from drivelab.benchmarks.leaderboard import stats
 
 
 def test_mean_and_iqm_hand_computed():
