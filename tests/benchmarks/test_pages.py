@@ -1,8 +1,8 @@
-"""Leaderboard ranking, ties and exports (table, Markdown, CSV, HTML) and `drivelab leaderboard`."""
+"""Leaderboard ranking, ties and pages (table, Markdown, CSV, HTML), `drivelab leaderboard` and
+`drivelab bench leaderboard`."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import html
@@ -12,11 +12,13 @@ import json
 import numpy as np
 import pytest
 
-from drivelab.benchmarks import cli_eval, exports
-from drivelab.benchmarks.exports import ExportError, rank_entries
-from drivelab.benchmarks.leaderboard import EntryMetadata, Leaderboard, LeaderboardError, RunRecord
-from drivelab.benchmarks.protocol import EpisodeRecord
-from drivelab.envs.errors import ConfigError
+from drivelab.agents.evaluation import EpisodeRecord
+from drivelab.agents.protocol import ProtocolError
+from drivelab.benchmarks.cli import build_parser
+from drivelab.benchmarks.leaderboard import pages
+from drivelab.benchmarks.leaderboard.pages import ExportError, rank_entries
+from drivelab.benchmarks.leaderboard.store import EntryMetadata, Leaderboard, LeaderboardError, RunRecord
+from drivelab.core.errors import ConfigError
 
 HIGHWAY = "drivelab/highway-fast-v0"
 MERGE = "drivelab/merge-v0"
@@ -36,13 +38,13 @@ def episodes_with_returns(returns, crashed_every: int = 4, video_dir=None) -> li
     return records
 
 
-def submit(board: Leaderboard, name: str, env_id: str, mean_return: float, **options) -> int:
+def submit(board: Leaderboard, name: str, env_id: str, mean_return: float, episodes: int = 100, **options) -> int:
     sha = hashlib.sha256(f"{name}@{env_id}".encode()).hexdigest()
-    returns = mean_return + np.linspace(-1.0, 1.0, 100)  # CI of the mean about +-0.11
+    returns = mean_return + np.linspace(-1.0, 1.0, episodes)  # 100 episodes: CI of the mean about +-0.11
     metadata = EntryMetadata(submitter="bob", agent_name=name, algorithm="dqn", env_id=env_id,
                              protocol_version="drivelab-eval-v1", policy_sha256=sha,
                              backend="envpool", training_steps=5000)  # fmt: skip
-    return board.submit(metadata, [RunRecord(sha, name, episodes_with_returns(returns, **options))])
+    return board.submit(metadata, [RunRecord(sha, name, episodes_with_returns(returns, **options))]).entry_id
 
 
 @pytest.fixture
@@ -62,6 +64,21 @@ def test_ranking_marks_overlapping_cis_as_ties(board):
     assert not ranked[2].stats.mean_return_ci.overlaps(ranked[1].stats.mean_return_ci)
 
 
+def test_partial_entries_rank_below_every_complete_entry(board):
+    submit(board, "short but high", HIGHWAY, 50.0, episodes=20)  # fewer than the protocol's 100
+    submit(board, "complete low", HIGHWAY, 1.0)
+    submit(board, "complete high", HIGHWAY, 2.0)
+    submit(board, "short and low", HIGHWAY, 1.0, episodes=20)
+    ranked = rank_entries(board.entries(), reps=REPS)
+    assert [r.entry.metadata.agent_name for r in ranked] == [
+        "complete high", "complete low", "short but high", "short and low"]
+    assert [r.rank_label for r in ranked] == ["1", "2", "3", "4"]  # a partial entry never ties a complete one
+    table = pages.render_table(ranked)
+    assert "20 (partial)" in table and pages.PARTIAL_NOTE in table
+    rows = list(csv.DictReader(io.StringIO(pages.render_csv(ranked))))
+    assert [r["partial"] for r in rows] == ["0", "0", "1", "1"]
+
+
 def test_scenarios_are_ranked_separately(board):
     submit(board, "fast", HIGHWAY, 1.0)
     submit(board, "merger", MERGE, 50.0)
@@ -74,17 +91,17 @@ def test_markdown_csv_and_table_contain_every_entry(board):
     for i, name in enumerate(names):
         submit(board, name, HIGHWAY if i % 2 else MERGE, float(i))
     ranked = rank_entries(board.entries(), reps=REPS)
-    markdown = exports.render_markdown(ranked)
+    markdown = pages.render_markdown(ranked)
     for name in names:
         assert name.replace("|", "\\|") in markdown
     assert markdown.count("\n| ") == 12 + 2  # one row per entry plus one header per scenario
     assert f"### {HIGHWAY} (drivelab-eval-v1)" in markdown
-    rows = list(csv.DictReader(io.StringIO(exports.render_csv(ranked))))
+    rows = list(csv.DictReader(io.StringIO(pages.render_csv(ranked))))
     assert sorted(r["agent_name"] for r in rows) == sorted(names)
     best = next(r for r in rows if r["agent_name"] == names[11])
     assert best["rank"] == "1" and float(best["crash_rate"]) == 0.25
     assert float(best["mean_return"]) == pytest.approx(11.0, abs=1e-12)
-    table = exports.render_table(ranked)
+    table = pages.render_table(ranked)
     assert all(name in table for name in names)
 
 
@@ -94,7 +111,7 @@ def test_html_folder_has_every_entry_plots_and_video_links(board, tmp_path):
     ids.append(submit(board, "merger", MERGE, 3.0))
     ranked = rank_entries(board.entries(), reps=REPS)
     out = tmp_path / "site"
-    assert exports.export(ranked, "html", out) is None
+    assert pages.export(ranked, "html", out) is None
     page = (out / "index.html").read_text()
     for item in ranked:
         assert html.escape(item.entry.metadata.agent_name) in page
@@ -113,7 +130,7 @@ def test_html_export_replaces_the_old_folder_whole(board, tmp_path):
     out = tmp_path / "site"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    exports.write_html(ranked, out)
+    pages.write_html(ranked, out)
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "plots"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["board.db", "board.db-shm", "board.db-wal", "site"]
 
@@ -125,19 +142,17 @@ def test_unwritable_output_is_a_clear_error_leaving_nothing(board, tmp_path):
     blocker.write_text("I am a file")
     for fmt in ("md", "csv", "table", "html"):
         with pytest.raises(ExportError, match="cannot write"):
-            exports.export(ranked, fmt, blocker / "inside" / "out")
+            pages.export(ranked, fmt, blocker / "inside" / "out")
     with pytest.raises(ExportError, match="is a file"):
-        exports.export(ranked, "html", blocker)
+        pages.export(ranked, "html", blocker)
     with pytest.raises(ExportError, match="--out"):
-        exports.export(ranked, "html", None)
+        pages.export(ranked, "html", None)
     assert blocker.read_text() == "I am a file"
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("board.db")) == ["a-file"]
 
 
 def _run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="drivelab")
-    cli_eval.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     return args.func(args)
 
 
@@ -155,8 +170,35 @@ def test_leaderboard_command(board, tmp_path, capsys):
         _run_cli(["leaderboard", "--db", str(tmp_path / "none.db")])
 
 
+def test_leaderboard_command_refuses_unknown_scenarios_protocols_and_reps(board, tmp_path):
+    submit(board, "alpha", HIGHWAY, 2.0)
+    db = str(board.path)
+    with pytest.raises(ConfigError, match="did you mean 'drivelab/highway-v0'"):
+        _run_cli(["leaderboard", "--db", db, "--env", "drivelab/highwai-v0"])
+    with pytest.raises(ProtocolError, match="unknown protocol .v99."):
+        _run_cli(["leaderboard", "--db", db, "--protocol", "v99"])
+    for reps in ("0", "1000000000"):
+        with pytest.raises(ConfigError, match=r"--reps must be an integer in \[1, 100000\]"):
+            _run_cli(["leaderboard", "--db", db, "--reps", reps])
+
+
+def test_leaderboard_command_never_writes_the_board(tmp_path, capsys):
+    db = tmp_path / "board.db"
+    with Leaderboard(db) as opened:
+        submit(opened, "alpha", HIGHWAY, 2.0)
+    content = db.read_bytes()
+    assert _run_cli(["leaderboard", "--db", str(db), "--reps", "50"]) == 0
+    assert "alpha" in capsys.readouterr().out
+    assert db.read_bytes() == content
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(LeaderboardError, match="empty file"):
+        _run_cli(["leaderboard", "--db", str(empty)])
+    assert empty.stat().st_size == 0 and not (tmp_path / "empty.db-wal").exists()
+
+
 def test_leaderboard_finds_camera_runs_by_their_config(tmp_path):
-    from drivelab.benchmarks.make_leaderboard import _run_dirs
+    from drivelab.benchmarks.bench.leaderboard import _run_dirs
 
     def run(name, algo, env="drivelab/highway-fast-v0", obs="camera", exported=True):
         folder = tmp_path / name
@@ -179,29 +221,24 @@ def test_leaderboard_finds_camera_runs_by_their_config(tmp_path):
 
 
 def test_leaderboard_script_evaluates_only_the_agents_asked_for(tmp_path):
-    from drivelab.benchmarks.cli import build_parser
+    from drivelab.benchmarks.bench.leaderboard import plan_entries
 
     run_dir = tmp_path / "runs" / "highway-fast_dqn_s0"
     (run_dir / "best").mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps(
         {"algo": "dqn", "env_id": "drivelab/highway-fast-v0", "observation": "camera"}))
-    seen = []
-
-    def dispatch(argv):
-        seen.append(argv)
-        return 1 if argv[0] == "leaderboard" else 0  # stop before the report reads the database
-
-    args = build_parser().parse_args(["bench", "leaderboard", "--runs", str(tmp_path / "runs"),
-                                      "--db", str(tmp_path / "lb.db"), "--agents", "idm", "dqn"])
-    args.dispatch = dispatch
-    assert args.func(args) == 1
-    evaluated = [argv[argv.index("--name") + 1] for argv in seen if argv[0] == "eval"]
-    assert evaluated == ["idm", "dqn-camera"]
-    assert str(run_dir) in seen[1]
+    args = build_parser(["bench", "leaderboard"]).parse_args(
+        ["bench", "leaderboard", "--runs", str(tmp_path / "runs"), "--db", str(tmp_path / "lb.db"),
+         "--agents", "idm", "dqn"])  # fmt: skip
+    planned = plan_entries(args.agents, args.runs, args.env, args.videos)
+    assert [entry.name for entry in planned] == ["idm", "dqn-camera"]
+    assert planned[0].policies == ("baseline:idm",) and planned[0].record_failures is None
+    assert planned[1].policies == (str(run_dir),) and planned[1].algorithm == "dqn"
+    assert planned[1].record_failures == args.videos / "dqn"
 
 
 def test_rl_report_reads_each_runs_training_budget(tmp_path):
-    from drivelab.benchmarks.make_leaderboard import _training_record, rl_report_md
+    from drivelab.benchmarks.bench.leaderboard import _training_record, rl_report_md
 
     run = tmp_path / "highway-fast_ppo_s0"
     (run / "final").mkdir(parents=True)
@@ -220,30 +257,27 @@ def test_rl_report_reads_each_runs_training_budget(tmp_path):
     assert "**24.00 ± 1.41**" in md and "over 2 seeds" in md
 
 
-def test_leaderboard_script_replaces_an_agent_re_evaluated_with_new_weights(tmp_path):
-    from drivelab.benchmarks.cli import build_parser
+def test_leaderboard_script_replaces_an_agent_re_evaluated_with_new_weights(tmp_path, monkeypatch, capsys):
+    from leaderboard_fakes import FakeDrivingVecEnv
 
-    db = tmp_path / "lb.db"
-    calls = []
+    from drivelab.benchmarks.bench import leaderboard as bench_leaderboard
 
-    def dispatch(argv):  # stands in for `drivelab eval --submit`: new weights, new digest, each time
-        if argv[0] == "eval":
-            calls.append(argv)
-            name = argv[argv.index("--name") + 1]
-            sha = hashlib.sha256(f"{name}-{len(calls)}".encode()).hexdigest()
-            metadata = EntryMetadata(submitter="bob", agent_name=name, algorithm=name, env_id="drivelab/highway-fast-v0",
-                                     protocol_version="drivelab-eval-v1", policy_sha256=sha, backend="highway-env")
-            with Leaderboard(db) as board:
-                board.submit(metadata, [RunRecord(sha, name, episodes_with_returns([20.0 + len(calls)] * 5))])
-        return 0
-
-    for agents in (["idm", "idle"], ["idm"]):
-        args = build_parser().parse_args(["bench", "leaderboard", "--runs", str(tmp_path / "none"), "--db", str(db),
-                                          "--agents", *agents])
-        args.dispatch = dispatch
-        assert args.func(args) == 0
-    with Leaderboard(db) as board:
-        entries = {e.metadata.agent_name: e for e in board.entries()}
-        assert board.row_counts()["entries"] == 2
-    assert entries["idm"].runs[0].episodes[0].episode_return == 23.0  # the re-evaluation, not the first
-    assert entries["idle"].runs[0].episodes[0].episode_return in (21.0, 22.0)  # not re-evaluated: kept
+    db, results = tmp_path / "lb.db", tmp_path / "results"
+    monkeypatch.setattr(bench_leaderboard, "rl_report", lambda db, env_id: {"agents": []})
+    boards = []
+    for agents in (["idle", "random"], ["idle"]):
+        planned = bench_leaderboard.plan_entries(agents, tmp_path / "none", HIGHWAY, tmp_path / "videos")
+        # A different env per invocation stands in for new weights: other numbers, same agent.
+        offset = 10.0 * len(boards)
+        bench_leaderboard.build_leaderboard(HIGHWAY, planned, db, episodes=5, html=tmp_path / "html",
+                                            results=results,
+                                            make_env=lambda n, o=offset: FakeDrivingVecEnv(n, return_offset=o))
+        with Leaderboard(db, readonly=True) as board:
+            boards.append({e.metadata.agent_name: e for e in board.entries()})
+    assert "updated entry" in capsys.readouterr().out
+    first, second = boards
+    assert len(second) == 2
+    assert second["idle"].id == first["idle"].id  # updated in place, not a second entry
+    assert second["idle"].runs[0].episodes[0].episode_return == first["idle"].runs[0].episodes[0].episode_return + 10.0
+    assert second["random"].runs[0].episodes == first["random"].runs[0].episodes  # not re-evaluated: kept
+    assert (results / "LEADERBOARD.md").is_file() and (tmp_path / "html" / "index.html").is_file()
