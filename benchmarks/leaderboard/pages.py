@@ -125,8 +125,9 @@ def read_ranked(
     if env_id is not None:
         known = sorted({e for version in versions for e in load_protocol(version).env_ids})
         if env_id not in known:
-            close = difflib.get_close_matches(env_id, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            names = {e.rpartition("/")[2]: e for e in known}  # compare names, not the shared prefix
+            close = difflib.get_close_matches(env_id.rpartition("/")[2], list(names), n=1)
+            hint = f"did you mean {names[close[0]]!r}? " if close else ""
             raise ConfigError(f"unknown scenario {env_id!r} for --env; {hint}valid: {', '.join(known)}")
     if reps is None:
         reps = load_protocol(protocol or DEFAULT_PROTOCOL).bootstrap_reps
