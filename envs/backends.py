@@ -12,6 +12,7 @@ Both expose the same small interface to ``DrivingVectorEnv``:
 
 from __future__ import annotations
 
+import functools
 import logging
 import operator
 import warnings
@@ -25,7 +26,7 @@ from gymnasium.vector.utils import concatenate, create_empty_array
 
 from drivelab.envs.errors import BackendUnavailableError
 from drivelab.envs.road import RoadRaster, network_signature, rasterize_network
-from drivelab.envs.scenarios import Scenario
+from drivelab.envs.scenarios import ENVPOOL_DIFFERENCES, Scenario
 from drivelab.envs.states import EGO, VehicleBatch, from_highway_env
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class HighwayEnvSimulator:
             # drivelab ids map to highway-env's v0 scenarios on purpose (EnvPool 1.2.5 ports v0;
             # the equivalence tests compare the two), so gymnasium's "newer version" notice is noise.
             warnings.filterwarnings("ignore", message=".*is out of date.*")
-            self.envs = [gymnasium.make(scenario.highway_env_id, config=config, **extra) for _ in range(num_envs)]
+            self.envs = [_make_highway_env(scenario.highway_env_id, config, extra) for _ in range(num_envs)]
         self.num_envs = num_envs
         first = self.envs[0]
         self.single_observation_space = first.observation_space
@@ -112,17 +113,33 @@ class HighwayEnvSimulator:
                 out[k] = bool(truncated[k]) and not ego.crashed
             elif kind == "is_success":
                 out[k] = bool(self._last_info[i].get("is_success", False))
-            elif self.scenario.name == "intersection":
+            elif self.scenario.family == "intersection":
                 out[k] = not ego.crashed and bool(env.has_arrived(ego))
-            elif self.scenario.name == "merge":
-                out[k] = not ego.crashed and ego.position[0] > 370
-            elif self.scenario.name == "exit":
+            elif self.scenario.family == "merge":
+                out[k] = not ego.crashed and ego.position[0] > MERGE_END_X_M
+            elif self.scenario.family == "exit":
                 out[k] = not ego.crashed and bool(env._is_success())
         return out
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def _make_highway_env(highway_env_id: str, config: dict[str, Any], extra: dict[str, Any]) -> gymnasium.Env:
+    """``gymnasium.make`` a highway-env scenario with config overrides.
+
+    Some scenario classes (parking-parked) take no ``config`` argument: they are configured
+    after construction instead, which highway-env applies at the next reset.
+    """
+    try:
+        return gymnasium.make(highway_env_id, config=config, **extra)
+    except TypeError as error:
+        if "config" not in str(error):
+            raise
+    env = gymnasium.make(highway_env_id, **extra)
+    env.unwrapped.configure(config)
+    return env
 
 
 # highway-env config key -> EnvPool spec key, for the keys EnvPool's port implements.
@@ -147,6 +164,20 @@ _ENVPOOL_EXTRA = ("reward_speed_range",)
 _LANE_WIDTH_M = 4.0  # highway-env StraightLane.DEFAULT_WIDTH
 
 
+# highway-env keys EnvPool's non-highway ports take as they are (same names, same meaning);
+# screen and rendering keys change nothing the simulator computes.
+_ENVPOOL_COMMON_KEYS = ("duration", "simulation_frequency", "policy_frequency")
+_RENDER_ONLY_KEYS = ("screen_width", "screen_height", "render_agent", "scaling", "centering_position",
+                     "show_trajectories", "offscreen_rendering", "manual_control", "real_time_rendering")
+
+
+def _envpool_keys(scenario: Scenario) -> dict[str, str]:
+    """highway-env config key -> EnvPool spec key, for the keys EnvPool's port of ``scenario`` implements."""
+    if scenario.family == "highway":
+        return _ENVPOOL_KEYS
+    return {key: key for key in _ENVPOOL_COMMON_KEYS}
+
+
 def envpool_unsupported(scenario: Scenario, config: dict[str, Any]) -> str | None:
     """Why EnvPool cannot run this scenario and config, or None when it can."""
     try:
@@ -154,11 +185,35 @@ def envpool_unsupported(scenario: Scenario, config: dict[str, Any]) -> str | Non
     except ImportError:
         return "envpool is not installed (it ships Linux x86_64 wheels only)"
     if scenario.envpool_id is None:
-        return f"drivelab's envpool backend does not support {scenario.env_id}"
-    unsupported = [k for k in config if k not in _ENVPOOL_KEYS and k not in _ENVPOOL_EXTRA]
+        why = ENVPOOL_DIFFERENCES.get(scenario.name, "EnvPool 1.2.5 does not port it")
+        return f"drivelab's envpool backend does not run {scenario.env_id} ({why})"
+    keys = _envpool_keys(scenario)
+    extra = _ENVPOOL_EXTRA if scenario.family == "highway" else ()
+    unsupported = [k for k in config if k not in keys and k not in extra and k not in _RENDER_ONLY_KEYS]
     if unsupported:
         return f"EnvPool's port does not implement the config keys {unsupported}"
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def reference_network(highway_env_id: str, lanes_count: int | None = None):
+    """The road network highway-env builds for a scenario (EnvPool's ports build the same one).
+
+    Straight highways take their lane count; the other scenarios have one fixed road, read from
+    a highway-env instance built once per process.
+    """
+    import highway_env  # noqa: F401  (registers the highway-env ids)
+    from highway_env.road.road import RoadNetwork
+
+    if lanes_count is not None:
+        return RoadNetwork.straight_road_network(lanes_count, speed_limit=30)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is out of date.*")
+        env = gymnasium.make(highway_env_id).unwrapped
+    env.reset(seed=0)
+    network = env.road.network
+    env.close()
+    return network
 
 
 class EnvPoolSimulator:
@@ -178,7 +233,8 @@ class EnvPoolSimulator:
         self.scenario = scenario
         self.config = config
         self.num_envs = num_envs
-        self._kwargs = {_ENVPOOL_KEYS[k]: v for k, v in config.items() if k in _ENVPOOL_KEYS}
+        keys = _envpool_keys(scenario)
+        self._kwargs = {keys[k]: v for k, v in config.items() if k in keys}
         if "reward_speed_range" in config:
             low, high = config["reward_speed_range"]
             self._kwargs.update(reward_speed_low=float(low), reward_speed_high=float(high))
@@ -189,10 +245,18 @@ class EnvPoolSimulator:
         self.dt = 1.0 / spec.policy_frequency
         self.single_observation_space = self.pool.observation_space
         self.single_action_space = self.pool.action_space
-        self.lanes_count = int(spec.lanes_count)
-        self._others_collide = bool(spec.other_vehicles_check_collisions)
-        self._road = self._reference_network(self.lanes_count)
+        self._discrete = isinstance(self.single_action_space, gymnasium.spaces.Discrete)
+        # Straight parallel lanes (highway, highway-fast): lanes from y arithmetic, and only the
+        # fields each step needs are read. Other scenarios read their real lanes from the port.
+        self._straight = scenario.family == "highway"
+        if self._straight:
+            self.lanes_count = int(spec.lanes_count)
+            self._others_collide = bool(spec.other_vehicles_check_collisions)
+            self._road = reference_network(scenario.highway_env_id, self.lanes_count)
+        else:
+            self._road = reference_network(scenario.highway_env_id)
         self._rasters: dict[float, RoadRaster] = {}
+        self._final_success = np.zeros(num_envs, bool)  # of the episode that ended at the last step
 
     def _build(self, seeds: list[int]) -> None:
         import envpool
@@ -204,13 +268,6 @@ class EnvPoolSimulator:
         self.pool = envpool.make_gymnasium(
             self.scenario.envpool_id, num_envs=self.num_envs, env_seed=list(seeds), **kwargs
         )
-
-    @staticmethod
-    def _reference_network(lanes_count: int):
-        # The same geometry highway-env builds for these scenarios, so both backends share rasters.
-        from highway_env.road.road import RoadNetwork
-
-        return RoadNetwork.straight_road_network(lanes_count, speed_limit=30)
 
     def reset(self, env_ids: np.ndarray, seeds: list[int | None]) -> np.ndarray:
         if len(env_ids) == self.num_envs and all(s is not None for s in seeds):
@@ -232,7 +289,12 @@ class EnvPoolSimulator:
         return lambda: self.pool.recv(reset=True, return_info=self.pool.config["gym_reset_return_info"])[0]
 
     def step(self, actions: np.ndarray):
-        obs, rewards, terminated, truncated, info = self.pool.step(actions.astype(np.int32, copy=False))
+        actions = actions.astype(np.int32, copy=False) if self._discrete else actions.astype(np.float32, copy=False)
+        obs, rewards, terminated, truncated, info = self.pool.step(actions)
+        if not self._straight:
+            ended = np.flatnonzero(np.asarray(terminated) | np.asarray(truncated))
+            if len(ended):  # read now: the caller starts resetting these envs next
+                self._final_success[ended] = self._success_now(ended, info)
         return obs, rewards.astype(np.float64), terminated, truncated
 
     def states(self, env_ids: np.ndarray, detail: str = "full", view_m: float | None = None) -> VehicleBatch:
@@ -246,6 +308,8 @@ class EnvPoolSimulator:
         flag of other vehicles is read only where they can crash at all.
         """
         debug = self.pool.debug_states(np.asarray(env_ids, np.int32))
+        if not self._straight:
+            return _read_port_states(debug, ego_only=detail == "ego")
         vehicles = [d.vehicles[:1] for d in debug] if detail == "ego" else [d.vehicles for d in debug]
         names = ["x", "y", "heading"]
         if detail != "pose":
@@ -309,8 +373,70 @@ class EnvPoolSimulator:
         return [self._rasters[metres_per_pixel]] * len(env_ids)
 
     def success(self, env_ids: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-        # highway and highway-fast: survived to the time limit; a crash terminates instead.
-        return np.asarray(truncated, bool)
+        if self.scenario.success == "survive":  # survived to the time limit; a crash terminates
+            return np.asarray(truncated, bool)
+        return self._final_success[env_ids].copy()
+
+    def _success_now(self, env_ids: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        """highway-env's success of the episodes that just ended in ``env_ids`` (before any reset)."""
+        if self.scenario.success == "is_success":  # parking: the port reports it
+            return np.asarray(info["is_success"], bool)[env_ids]
+        if self.scenario.success != "arrive":
+            return np.zeros(len(env_ids), bool)
+        debug = self.pool.debug_states(np.asarray(env_ids, np.int32))
+        return np.array([_arrived(self.scenario.family, d) for d in debug], bool)
 
     def close(self) -> None:
         self.pool.close()
+
+
+MERGE_END_X_M = 370.0  # highway-env MergeEnv: the ego has merged past x = 370 m
+INTERSECTION_EXIT_DISTANCE_M = 25.0  # highway-env IntersectionEnv.has_arrived's exit_distance
+
+
+def _arrived(family: str, debug: Any) -> bool:
+    """highway-env's "arrived" for merge and intersection, from an EnvPool debug state."""
+    ego = debug.vehicles[0]
+    if ego.crashed:
+        return False
+    if family == "merge":
+        return ego.x > MERGE_END_X_M
+    if family == "intersection":
+        if "il" not in ego.lane_from or "o" not in ego.lane_to:
+            return False
+        for lane in debug.road_lanes:  # exit lanes are straight: longitudinal = projection
+            if (getattr(lane, "from"), lane.to, lane.index) == (ego.lane_from, ego.lane_to, ego.lane_index):
+                direction = np.array([lane.end_x - lane.start_x, lane.end_y - lane.start_y])
+                along = np.dot([ego.x - lane.start_x, ego.y - lane.start_y], direction) / np.linalg.norm(direction)
+                return bool(along >= INTERSECTION_EXIT_DISTANCE_M)
+    return False
+
+
+_PORT_FIELDS = ("x", "y", "heading", "speed", "crashed", "lane_index", "on_road")
+_read_port_fields = operator.attrgetter(*_PORT_FIELDS)
+
+
+def _read_port_states(debug: list, ego_only: bool) -> VehicleBatch:
+    """Vehicle states of EnvPool's non-highway ports: every field, lanes as the port computes them.
+
+    These scenarios hold few vehicles (1 to ~10), so every field of every vehicle is read. Track
+    ids are vehicle slots: the port's vehicles carry no id of their own.
+    """
+    vehicles = [d.vehicles[:1] if ego_only else d.vehicles for d in debug]
+    slots = max(len(v) for v in vehicles)
+    batch = VehicleBatch.empty(len(vehicles), slots)
+    for b, (state, row) in enumerate(zip(debug, vehicles)):
+        values = np.array([_read_port_fields(v) for v in row], np.float64)  # (V, fields)
+        n = len(row)
+        batch.x[b, :n], batch.y[b, :n], batch.heading[b, :n], batch.speed[b, :n] = values[:, :4].T
+        batch.crashed[b, :n] = values[:, 4] > 0.5
+        batch.lane_index[b, :n] = values[:, 5].astype(np.int64)
+        batch.on_road[b, :n] = values[:, 6] > 0.5
+        batch.present[b, :n] = True
+        ego = row[0]
+        batch.lanes_count[b] = sum(
+            1 for lane in state.road_lanes if getattr(lane, "from") == ego.lane_from and lane.to == ego.lane_to
+        ) or 1
+    batch.track_id[:] = np.arange(slots)
+    batch.class_id[:, 0] = EGO
+    return batch

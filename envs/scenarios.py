@@ -17,7 +17,8 @@ class Scenario:
     Attributes:
         name: short name, e.g. ``"highway-fast"``.
         highway_env_id: the gymnasium id registered by highway-env 1.12.1.
-        envpool_id: EnvPool's task id when our envpool backend supports the scenario, else None.
+        envpool_id: EnvPool's task id when our envpool backend supports the scenario, else None
+            (EnvPool 1.2.5 does not port it, or ports it differently: see ``ENVPOOL_DIFFERENCES``).
         success: ``"survive"`` (time limit reached without a crash), ``"arrive"`` (the scenario's
             goal reached: intersection exit, end of the merge, exit ramp) or ``"is_success"``
             (the env's own ``info["is_success"]``, parking).
@@ -27,10 +28,16 @@ class Scenario:
     highway_env_id: str
     envpool_id: str | None
     success: str
+    version: int = 0
 
     @property
     def env_id(self) -> str:
-        return f"{NAMESPACE}/{self.name}-v0"
+        return f"{NAMESPACE}/{self.name}-v{self.version}"
+
+    @property
+    def family(self) -> str:
+        """The scenario family its rules come from, e.g. ``"racetrack"`` for racetrack-oval."""
+        return self.highway_env_id.split("-")[0]
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -38,16 +45,28 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario("highway", "highway-v0", "highway-v0", "survive"),
         Scenario("highway-fast", "highway-fast-v0", "highway-fast-v0", "survive"),
-        Scenario("merge", "merge-v0", None, "arrive"),
-        Scenario("roundabout", "roundabout-v0", None, "survive"),
-        Scenario("intersection", "intersection-v0", None, "arrive"),
-        Scenario("parking", "parking-v0", None, "is_success"),
-        Scenario("racetrack", "racetrack-v0", None, "survive"),
+        Scenario("merge", "merge-v0", "merge-v0", "arrive"),
+        Scenario("roundabout", "roundabout-v0", "roundabout-v0", "survive"),
+        Scenario("intersection", "intersection-v0", "intersection-v0", "arrive"),
+        Scenario("parking", "parking-v0", "parking-v0", "is_success"),
+        Scenario("racetrack", "racetrack-v0", "racetrack-v0", "survive"),
         Scenario("exit", "exit-v0", None, "arrive"),
         Scenario("two-way", "two-way-v0", None, "survive"),
         Scenario("u-turn", "u-turn-v0", None, "survive"),
         Scenario("lane-keeping", "lane-keeping-v0", None, "survive"),
+        # Variants EnvPool also registers.
+        Scenario("intersection", "intersection-v1", "intersection-v1", "arrive", version=1),  # continuous
+        Scenario("parking-parked", "parking-parked-v0", "parking-parked-v0", "is_success"),
+        Scenario("racetrack-large", "racetrack-large-v0", None, "survive"),
+        Scenario("racetrack-oval", "racetrack-oval-v0", None, "survive"),
     )
+}
+# What EnvPool 1.2.5's ports do differently from highway-env 1.12.1 (found by comparing road
+# geometry and episode statistics; see tests/envs/test_equivalence.py).
+ENVPOOL_DIFFERENCES: dict[str, str] = {
+    "racetrack-large": "EnvPool builds 6 of highway-env's 27 lanes (the first two segments only)",
+    "racetrack-oval": "EnvPool builds 6 of highway-env's 24 lanes (the first two segments only)",
+    "merge": "EnvPool ends an episode after 200 steps; highway-env's merge has no time limit",
 }
 ENV_IDS: tuple[str, ...] = tuple(SCENARIOS)
 
