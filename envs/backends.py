@@ -16,8 +16,8 @@ import functools
 import logging
 import operator
 import warnings
-from itertools import chain
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import gymnasium

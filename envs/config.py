@@ -17,6 +17,7 @@ import gymnasium
 from drivelab.envs.errors import ConfigError
 from drivelab.envs.scenarios import Scenario
 
+
 @functools.lru_cache(maxsize=None)
 def highway_env_defaults(highway_env_id: str) -> dict[str, Any]:
     """The default config of a highway-env scenario, read from its class (no env is built)."""

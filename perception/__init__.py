@@ -6,9 +6,12 @@ Public names load on first use, so ``import drivelab.perception`` stays cheap::
 
 Modules: ``encoders`` (CNN trunks), ``extractor`` (Stable-Baselines3 features extractor),
 ``images`` (containers, decoding), ``readers`` (COCO, YOLO, ImageFolder, CIFAR-10, MNIST,
-digits, affordance CSV), ``datasets`` (frames + labels from the simulator), ``classify``,
-``detect`` (CenterNet model, targets, decoding), ``detection`` (detector training, evaluation,
-overlays), ``coco_eval``, ``explain``, ``export``, ``checkpoints``.
+digits, affordance CSV), ``datasets`` (frames + labels from the simulator), ``classify``
+(classifier model and pipeline), ``centernet`` (the detector model: network, targets, loss,
+decoding, loading), ``detector_pipeline`` (detector training, evaluation, prediction, overlays),
+``coco_eval``, ``explain``, ``export``, ``checkpoints`` (weights-only safetensors files).
+
+Errors: ``DatasetError`` here; ``ConfigError`` and ``CheckpointError`` from ``drivelab.core.errors``.
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ _EXPORTS = {
     "DatasetConfig": "datasets", "make_dataset": "datasets", "affordance_labels": "datasets",
     "Classifier": "classify", "ClassifierConfig": "classify", "ClassifierTrainConfig": "classify",
     "train_classifier": "classify", "evaluate_classifier": "classify", "load_classifier": "classify",
-    "CenterNet": "detect", "DetectorConfig": "detect", "load_detector": "detect", "decode": "detect",
-    "DetectorTrainConfig": "detection", "train_detector": "detection", "evaluate_detector": "detection",
-    "predict_detections": "detection",
+    "CenterNet": "centernet", "DetectorConfig": "centernet", "load_detector": "centernet", "decode": "centernet",
+    "DetectorTrainConfig": "detector_pipeline", "train_detector": "detector_pipeline",
+    "evaluate_detector": "detector_pipeline", "predict_detections": "detector_pipeline",
     "evaluate_coco": "coco_eval", "evaluate_with_pycocotools": "coco_eval",
     "saliency": "explain", "grad_cam": "explain",
     "export_and_check": "export",
-    "DatasetError": "errors", "CheckpointError": "errors",
+    "DatasetError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

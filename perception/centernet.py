@@ -1,4 +1,9 @@
-"""CenterNet-style single-stage detector: heatmap + size + offset heads, decoded in torch.
+"""The detector model: a CenterNet-style network, its training targets and loss, and decoding.
+
+Training, evaluation and drawing live in ``detector_pipeline``; this module is what inference
+needs (``load_detector`` + ``decode``).
+
+CenterNet-style single-stage detector: heatmap + size + offset heads, decoded in torch.
 
 Each object is a peak in a per-class heatmap at its centre cell (output stride 2 or 4), with
 its box size [px] and sub-cell centre offset regressed at that cell (Zhou et al., "Objects as
@@ -12,16 +17,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from drivelab.perception.checkpoints import load_state_strict, read_checkpoint
-from drivelab.perception.configs import config_from_dict, config_to_dict
-from drivelab.perception.encoders import CenterNetTrunk, EncoderSpec, frames_to_float
-from drivelab.perception.errors import ConfigError
+from drivelab.core.config import bounded
+from drivelab.core.errors import ConfigError
+from drivelab.perception.checkpoints import load_model, model_spec
+from drivelab.perception.encoders import (
+    MAX_CHANNELS, MAX_SIDE_PX, MAX_WIDTH_MULT, CenterNetTrunk, EncoderSpec, frames_to_float,
+)
 
 HEATMAP_PRIOR = 0.01  # initial foreground probability: keeps the focal loss stable at step 0
 
@@ -41,17 +49,19 @@ class DetectorConfig:
     """
 
     class_names: tuple[str, ...] = ("car", "ego")
-    in_channels: int = 1
-    height: int = 64
-    width: int = 128
-    width_mult: int = 16
-    output_stride: int = 4
-    head_channels: int = 32
+    in_channels: int = bounded(1, low=1, high=MAX_CHANNELS)
+    height: int = bounded(64, low=8, high=MAX_SIDE_PX)
+    width: int = bounded(128, low=8, high=MAX_SIDE_PX)
+    width_mult: int = bounded(16, low=1, high=MAX_WIDTH_MULT)
+    output_stride: Literal[2, 4] = 4
+    head_channels: int = bounded(32, low=1, high=4096)
 
     def __post_init__(self) -> None:
         if self.output_stride not in (2, 4):
             raise ConfigError(f"output_stride must be 2 or 4, got {self.output_stride}")
-        if self.height % 8 or self.width % 8:
+        if min(self.in_channels, self.width_mult, self.head_channels) < 1:
+            raise ConfigError(f"detector sizes must be positive, got {self}")
+        if self.height < 8 or self.width < 8 or self.height % 8 or self.width % 8:
             raise ConfigError(f"detector frames must be multiples of 8 px, got {self.height}x{self.width}")
         if not self.class_names:
             raise ConfigError("a detector needs at least one class name")
@@ -97,23 +107,14 @@ class CenterNet(nn.Module):
         return {"heatmap": self.heatmap(shared), "size": self.size(shared), "offset": self.offset(shared)}
 
 
-def checkpoint_spec(config: DetectorConfig, **extra: object) -> dict:
+def checkpoint_spec(config: DetectorConfig, **extra: Any) -> dict[str, Any]:
     """The json spec stored with a detector's weights (the backbone doubles as an encoder)."""
-    return {
-        "kind": "detector",
-        "model": config_to_dict(config),
-        "encoder": config_to_dict(config.encoder_spec()),
-        "encoder_state_map": {"backbone.": "trunk."},
-        **extra,
-    }
+    return model_spec("detector", config, config.encoder_spec(), {"backbone.": "trunk."}, **extra)
 
 
 def load_detector(path: str | os.PathLike) -> CenterNet:
     """Rebuild a detector from its checkpoint (CheckpointError for any other model)."""
-    spec, state = read_checkpoint(path, kinds=("detector",))
-    model = CenterNet(config_from_dict(DetectorConfig, spec["model"]))
-    load_state_strict(model, state, path)
-    return model.to(memory_format=torch.channels_last).eval()
+    return load_model(path, "detector", DetectorConfig, CenterNet)
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ class TargetConfig:
         min_sigma_cells: Lower bound on sigma: a 4 px high car at stride 4 spans one cell.
     """
 
-    gaussian_alpha: float = 0.54
-    min_sigma_cells: float = 0.5
+    gaussian_alpha: float = bounded(0.54, low=0, low_open=True, high=100)
+    min_sigma_cells: float = bounded(0.5, low=0, low_open=True, high=100)
 
 
 def encode_targets(

@@ -2,25 +2,29 @@
 
 The spec (``kind``, the config that rebuilds the model, class names, ...) lives in the
 safetensors metadata, so loading never unpickles anything. Files are written atomically.
+Every problem with a checkpoint raises ``drivelab.core.errors.CheckpointError`` naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from drivelab.perception.errors import CheckpointError
+from drivelab.core.config import from_mapping, to_plain
+from drivelab.core.errors import CheckpointError, ConfigError
+from drivelab.core.files import atomic_output
 
 FORMAT_VERSION = 1
 _SPEC_KEY = "drivelab_spec"
+ConfigT = TypeVar("ConfigT")
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, spec: dict[str, Any]) -> Path:
@@ -34,20 +38,28 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, spec: dict[str, A
     Returns:
         The written path.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     spec = {"format_version": FORMAT_VERSION, **spec}
     # safetensors refuses shared or non-contiguous storage; clone each tensor.
     tensors = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, tmp_name, metadata={_SPEC_KEY: json.dumps(spec, sort_keys=True)})
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return path
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_SPEC_KEY: json.dumps(spec, sort_keys=True)})
+    return Path(path)
+
+
+def model_spec(kind: str, config: Any, encoder: Any, encoder_state_map: dict[str, str], **extra: Any) -> dict[str, Any]:
+    """The JSON spec stored with a model's weights.
+
+    Args:
+        kind: ``"classifier"``, ``"detector"`` or ``"encoder"``.
+        config: The model config dataclass that rebuilds the model (``None`` for a bare encoder).
+        encoder: The ``EncoderSpec`` of the trunk inside the model (what RL agents can reuse).
+        encoder_state_map: State-dict prefix of the model -> prefix inside that encoder.
+        extra: More JSON fields (epoch, training config, ...).
+    """
+    spec: dict[str, Any] = {"kind": kind}
+    if config is not None:
+        spec["model"] = to_plain(config)
+    return {**spec, "encoder": to_plain(encoder), "encoder_state_map": dict(encoder_state_map), **extra}
 
 
 def read_checkpoint(
@@ -81,11 +93,27 @@ def read_checkpoint(
         spec = json.loads(metadata[_SPEC_KEY])
     except json.JSONDecodeError as error:
         raise CheckpointError(f"checkpoint {path} has a corrupt spec: {error}") from error
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"checkpoint {path} has a corrupt spec: expected a JSON object")
     if kinds is not None and spec.get("kind") not in kinds:
         raise CheckpointError(
             f"checkpoint {path} holds a {spec.get('kind')!r} model; expected one of {list(kinds)}"
         )
     return spec, state
+
+
+def spec_config(cls: type[ConfigT], spec: dict[str, Any], key: str, path: str | os.PathLike) -> ConfigT:
+    """The config dataclass stored under ``spec[key]``, type- and range-checked.
+
+    Raises:
+        CheckpointError: The entry is missing or does not describe a valid ``cls``.
+    """
+    if key not in spec:
+        raise CheckpointError(f"checkpoint {path} ({spec.get('kind')}) carries no {key!r} spec")
+    try:
+        return from_mapping(cls, spec[key], f"checkpoint {path} {key} spec")
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from error
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
@@ -110,3 +138,20 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], path: st
         )
         raise CheckpointError(f"checkpoint {path} does not fit the architecture in its spec: {details}")
     model.load_state_dict(state)
+
+
+def load_model(
+    path: str | os.PathLike, kind: str, config_cls: type[ConfigT], build: Callable[[ConfigT], nn.Module]
+) -> nn.Module:
+    """Rebuild a ``kind`` model from its checkpoint: config from the spec, then the weights.
+
+    Returns:
+        The model in eval mode, channels-last (oneDNN's fast path on CPU).
+
+    Raises:
+        CheckpointError: Another kind of model, a corrupt spec, or weights that do not fit.
+    """
+    spec, state = read_checkpoint(path, kinds=(kind,))
+    model = build(spec_config(config_cls, spec, "model", path))
+    load_state_strict(model, state, path)
+    return model.to(memory_format=torch.channels_last).eval()

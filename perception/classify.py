@@ -17,13 +17,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from drivelab.perception.checkpoints import load_state_strict, read_checkpoint, save_checkpoint
-from drivelab.perception.configs import config_from_dict, config_to_dict
-from drivelab.perception.encoders import ConvEncoder, EncoderSpec
-from drivelab.perception.errors import ConfigError, DatasetError
-from drivelab.perception.extractor import random_shift
-from drivelab.perception.readers import ClassificationDataset
-from drivelab.perception.records import atomic_output, machine_info, write_json
+from drivelab.core.config import bounded, from_mapping, to_plain
+from drivelab.core.errors import ConfigError
+from drivelab.core.files import atomic_output, ensure_dir, write_json_atomic, write_text_atomic
+from drivelab.core.provenance import machine_info
+from drivelab.perception.checkpoints import load_model, model_spec, save_checkpoint
+from drivelab.perception.encoders import (
+    MAX_CHANNELS, MAX_FEATURES_DIM, MAX_SIDE_PX, ConvEncoder, EncoderSpec, random_shift,
+)
+from drivelab.perception.errors import DatasetError
+from drivelab.perception.images import ClassificationDataset, check_labels
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,17 @@ class ClassifierConfig:
         features_dim: Encoder output size.
     """
 
-    class_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...]
     multi_label: bool = False
     encoder: str = "fast"
-    in_channels: int = 1
-    height: int = 64
-    width: int = 128
-    features_dim: int = 256
+    in_channels: int = bounded(1, low=1, high=MAX_CHANNELS)
+    height: int = bounded(64, low=1, high=MAX_SIDE_PX)
+    width: int = bounded(128, low=1, high=MAX_SIDE_PX)
+    features_dim: int = bounded(256, low=1, high=MAX_FEATURES_DIM)
+
+    def __post_init__(self) -> None:
+        if not self.class_names:
+            raise ConfigError("a classifier needs at least one class name")
 
     def encoder_spec(self) -> EncoderSpec:
         return EncoderSpec(self.encoder, self.in_channels, self.height, self.width, self.features_dim)
@@ -62,21 +69,19 @@ class ClassifierTrainConfig:
         learning_rate: Adam step size.
         weight_decay: AdamW decoupled weight decay.
         seed: Seeds weights and shuffling.
-        augment_shift_px: Random-shift augmentation (0 = off).
-        num_threads: torch CPU threads.
+        augment_shift_px: Random-shift augmentation (0 = off) [px].
         encoder: Trunk name for a new model.
         features_dim: Encoder output size for a new model.
     """
 
-    epochs: int = 15
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    augment_shift_px: int = 0
-    num_threads: int = 1
+    epochs: int = bounded(15, low=1, high=100_000)
+    batch_size: int = bounded(64, low=1, high=1 << 20)
+    learning_rate: float = bounded(2e-3, low=0, low_open=True, high=10)
+    weight_decay: float = bounded(1e-4, low=0, high=10)
+    seed: int = bounded(0, low=0, high=2**32 - 1)
+    augment_shift_px: int = bounded(0, low=0, high=64)
     encoder: str = "fast"
-    features_dim: int = 256
+    features_dim: int = bounded(256, low=1, high=MAX_FEATURES_DIM)
 
 
 class Classifier(nn.Module):
@@ -84,8 +89,6 @@ class Classifier(nn.Module):
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
-        if not config.class_names:
-            raise ConfigError("a classifier needs at least one class name")
         self.config = config
         self.encoder = ConvEncoder(config.encoder_spec())
         self.classifier = nn.Linear(config.features_dim, len(config.class_names))
@@ -95,22 +98,13 @@ class Classifier(nn.Module):
 
 
 def checkpoint_spec(config: ClassifierConfig, **extra: Any) -> dict[str, Any]:
-    """The json spec stored with a classifier's weights."""
-    return {
-        "kind": "classifier",
-        "model": config_to_dict(config),
-        "encoder": config_to_dict(config.encoder_spec()),
-        "encoder_state_map": {"encoder.": ""},
-        **extra,
-    }
+    """The json spec stored with a classifier's weights (its encoder reloads as an RL encoder)."""
+    return model_spec("classifier", config, config.encoder_spec(), {"encoder.": ""}, **extra)
 
 
 def load_classifier(path: str | os.PathLike) -> Classifier:
     """Rebuild a classifier from its checkpoint (CheckpointError for any other model)."""
-    spec, state = read_checkpoint(path, kinds=("classifier",))
-    model = Classifier(config_from_dict(ClassifierConfig, spec["model"]))
-    load_state_strict(model, state, path)
-    return model.to(memory_format=torch.channels_last).eval()
+    return load_model(path, "classifier", ClassifierConfig, Classifier)
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -141,10 +135,7 @@ def _check_compatible(model_config: ClassifierConfig, data: ClassificationDatase
         raise DatasetError(f"{name} labels ({len(data.class_names)} classes, multi_label={data.multi_label}) "
                            f"do not match the model ({model_config.class_names})")
     if not data.multi_label:
-        bad = np.flatnonzero((data.labels < 0) | (data.labels >= len(model_config.class_names)))
-        if bad.size:
-            raise DatasetError(f"{name} entry {bad[0]} has label {data.labels[bad[0]]} out of range "
-                               f"[0, {len(model_config.class_names)})")
+        check_labels(data.labels, len(model_config.class_names), name)
 
 
 def evaluate_scores(scores: np.ndarray, data: ClassificationDataset) -> dict[str, Any]:
@@ -241,14 +232,19 @@ def train_classifier(
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
-    out_dir = Path(out_dir)
+    config = from_mapping(ClassifierTrainConfig, to_plain(config), "classifier training config")  # bounds hold
     _, height, width, channels = train.images.shape
-    model_config = ClassifierConfig(tuple(train.class_names), train.multi_label, config.encoder,
-                                    channels, height, width, config.features_dim)
+    model_config = from_mapping(ClassifierConfig, {
+        "class_names": list(train.class_names), "multi_label": train.multi_label, "encoder": config.encoder,
+        "in_channels": channels, "height": height, "width": width, "features_dim": config.features_dim,
+    }, "classifier config")
+    model_config.encoder_spec()  # the encoder must fit the images (e.g. nature needs >= 36x36 px)
     _check_compatible(model_config, train, "training set")
     _check_compatible(model_config, val, "validation set")
+    if len(train) == 0 or len(val) == 0:
+        raise DatasetError(f"the training set ({len(train)} images) and validation set ({len(val)}) must not be empty")
+    out_dir = ensure_dir(out_dir)
+    torch.manual_seed(config.seed)
     model = Classifier(model_config).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train) // config.batch_size)
@@ -257,7 +253,7 @@ def train_classifier(
     frames, labels = images_to_tensor(train.images), torch.from_numpy(train.labels)
     generator = torch.Generator().manual_seed(config.seed)
     writer = SummaryWriter(str(out_dir / "tb"))
-    spec_extra = {"train_config": config_to_dict(config)}
+    spec_extra = {"train_config": to_plain(config)}
     history, best_f1, step = [], -1.0, 0
     bar = tqdm(range(config.epochs), desc="train-classifier", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -288,15 +284,15 @@ def train_classifier(
     writer.close()
     record = {
         "kind": "train-classifier",
-        "model": config_to_dict(model_config),
-        "train_config": config_to_dict(config),
+        "model": to_plain(model_config),
+        "train_config": to_plain(config),
         "num_train": len(train),
         "num_val": len(val),
         "history": history,
         "best_val_macro_f1": best_f1,
         "machine": machine_info(),
     }
-    write_json(out_dir / "run.json", record)
+    write_json_atomic(out_dir / "run.json", record, sort_keys=True)
     return record
 
 
@@ -309,9 +305,9 @@ def evaluate_classifier(
     metrics = evaluate_scores(predict_scores(model, data.images), data)
     if out_dir is not None:
         out_dir = Path(out_dir)
-        write_json(out_dir / "metrics.json", {k: v for k, v in metrics.items() if k != "report_text"})
-        with atomic_output(out_dir / "report.txt") as tmp:
-            tmp.write_text(metrics["report_text"])
+        write_json_atomic(out_dir / "metrics.json", {k: v for k, v in metrics.items() if k != "report_text"},
+                          sort_keys=True)
+        write_text_atomic(out_dir / "report.txt", metrics["report_text"])
         save_confusion_png(np.asarray(metrics["confusion_matrix"]), data.class_names, out_dir / "confusion_matrix.png")
     return metrics
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from drivelab.core.files import atomic_output
 from drivelab.perception.errors import DatasetError
-from drivelab.perception.records import atomic_output
 
 STAT_NAMES = (
     "AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",

@@ -1,6 +1,7 @@
 """Labelled datasets rendered by the simulator's camera.
 
-``make_dataset`` drives seeded vector envs with a baseline driver mixed with random actions and
+``make_dataset`` drives seeded vector envs with the rule-based IDM/MOBIL driver
+(``drivelab.envs.drivers``) mixed with random actions and
 records frames with exact ground truth: COCO json (and optionally YOLO txt) boxes for the
 detector and affordance labels for the classifier. Splits use disjoint seed ranges. Work is
 cut into chunks whose content depends only on their seed: a finished chunk is recorded
@@ -26,21 +27,25 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 import drivelab.envs as de
-from drivelab.perception.configs import config_to_dict
-from drivelab.perception.errors import ConfigError
-from drivelab.perception.records import atomic_output, machine_info, write_json
+from drivelab.core.config import bounded, from_mapping, to_plain
+from drivelab.core.errors import ConfigError
+from drivelab.core.files import check_writable, ensure_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from drivelab.core.provenance import machine_info
+from drivelab.envs.actions import META_ACTION_NAMES
+from drivelab.envs.drivers import IDMMobilDriver
+from drivelab.envs.make import MAX_NUM_ENVS
+from drivelab.perception.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
 SPLIT_SEED_STRIDE = 1_000_000  # split s draws scene seeds from [s * stride, (s + 1) * stride)
 AFFORDANCE_COLUMNS = ("lead_in_lane_20m", "lead_in_lane_40m", "left_lane_free", "right_lane_free", "ego_lane_index")
-# highway-env DiscreteMetaAction indices.
-LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER = range(5)
+CAMERA_KEYS = ("width", "height", "metres_per_pixel", "color")  # the DatasetConfig fields that set the camera
 
 
 @dataclass(frozen=True)
@@ -70,24 +75,24 @@ class DatasetConfig:
     """
 
     env_id: str = "drivelab/highway-fast-v0"
-    frames: int = 1000
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    frames: int = bounded(1000, low=len(SPLITS), high=10_000_000)
+    split_fractions: tuple[float, float, float] = bounded((0.8, 0.1, 0.1), low=0, high=1)
     width: int = 128
     height: int = 64
     metres_per_pixel: float = 0.5
-    color: str = "grayscale"
-    num_envs: int = 16
-    chunk_steps: int = 40
-    frame_every: int = 4
-    warmup_steps: int = 2
-    random_action_prob: float = 0.3
-    seed: int = 0
-    backend: str = "auto"
+    color: Literal["grayscale", "rgb"] = "grayscale"
+    num_envs: int = bounded(16, low=1, high=MAX_NUM_ENVS)
+    chunk_steps: int = bounded(40, low=1, high=100_000)
+    frame_every: int = bounded(4, low=1, high=100_000)
+    warmup_steps: int = bounded(2, low=0, high=100_000)
+    random_action_prob: float = bounded(0.3, low=0, high=1)
+    seed: int = bounded(0, low=0, high=SPLIT_SEED_STRIDE - 1)
+    backend: Literal["auto", "envpool", "highway-env"] = "auto"
     yolo: bool = False
-    lead_near_m: float = 20.0
-    lead_far_m: float = 40.0
-    free_behind_m: float = 10.0
-    free_ahead_m: float = 15.0
+    lead_near_m: float = bounded(20.0, low=0, low_open=True, high=10_000)
+    lead_far_m: float = bounded(40.0, low=0, low_open=True, high=10_000)
+    free_behind_m: float = bounded(10.0, low=0, high=10_000)
+    free_ahead_m: float = bounded(15.0, low=0, high=10_000)
 
     def __post_init__(self) -> None:
         if self.frames < len(SPLITS):
@@ -96,6 +101,33 @@ class DatasetConfig:
             raise ConfigError(f"split_fractions must be three shares summing to 1, got {self.split_fractions}")
         if self.chunk_steps <= self.warmup_steps or self.frame_every < 1:
             raise ConfigError("chunk_steps must exceed warmup_steps and frame_every must be >= 1")
+        if not 0.0 <= self.random_action_prob <= 1.0:
+            raise ConfigError(f"random_action_prob must be in [0, 1], got {self.random_action_prob}")
+        if self.num_envs < 1:
+            raise ConfigError(f"num_envs must be >= 1, got {self.num_envs}")
+        for split, size in self.split_sizes().items():
+            chunks = -(-size // self.frames_per_chunk())
+            if self.seed + chunks * self.num_envs > SPLIT_SEED_STRIDE:
+                raise ConfigError(
+                    f"split {split} needs {chunks * self.num_envs} scene seeds from seed {self.seed}, more than its "
+                    f"range of {SPLIT_SEED_STRIDE}; use fewer frames, a smaller seed or a larger frame_every"
+                )
+
+    def camera(self) -> dict[str, Any]:
+        """The camera settings of the rendered frames (single frames with ground truth)."""
+        return {**{key: getattr(self, key) for key in CAMERA_KEYS}, "stack": 1, "ground_truth": True}
+
+    def check_simulator(self) -> None:
+        """Check the scenario id, camera settings and backend without starting a simulator.
+
+        Raises:
+            DrivelabError: An unknown scenario (with the closest id), bad camera settings, or a
+                backend that cannot run the scenario.
+        """
+        de.get_scenario(self.env_id)
+        from_mapping(de.CameraConfig, self.camera(), "camera config")
+        if self.backend != "auto":  # "auto" always finds one (and would log its choice twice)
+            de.choose_backend(self.env_id, self.backend)
 
     def split_sizes(self) -> dict[str, int]:
         train = int(round(self.frames * self.split_fractions[0]))
@@ -130,46 +162,33 @@ def affordance_labels(states: de.VehicleBatch, config: DatasetConfig = DatasetCo
                      np.maximum(ego_lane[:, 0], 0)], axis=1).astype(np.int64)
 
 
-def baseline_actions(
-    states: de.VehicleBatch, labels: np.ndarray, rng: np.random.Generator, random_action_prob: float
-) -> np.ndarray:
-    """A simple driver: overtake a close lead through a free lane, else speed up or cruise; plus random actions."""
-    num_envs = len(labels)
-    actions = np.where(rng.random(num_envs) < 0.3, FASTER, IDLE)
-    blocked = labels[:, 0] == 1
-    left_free, right_free = labels[:, 2] == 1, labels[:, 3] == 1
-    actions = np.where(blocked, np.where(left_free, LANE_LEFT, np.where(right_free, LANE_RIGHT, SLOWER)), actions)
+def mix_random_actions(actions: np.ndarray, rng: np.random.Generator, random_action_prob: float) -> np.ndarray:
+    """Replace each env's action by a uniformly random meta-action with probability ``random_action_prob``."""
+    num_envs = len(actions)
     random_mask = rng.random(num_envs) < random_action_prob
-    return np.where(random_mask, rng.integers(0, 5, num_envs), actions).astype(np.int64)
+    return np.where(random_mask, rng.integers(0, len(META_ACTION_NAMES), num_envs), actions).astype(np.int64)
 
 
 def _encode_png(frame_chw: np.ndarray) -> bytes:
     image = frame_chw[0] if frame_chw.shape[0] == 1 else cv2.cvtColor(frame_chw.transpose(1, 2, 0), cv2.COLOR_RGB2BGR)
     ok, buffer = cv2.imencode(".png", image)
     if not ok:
-        raise RuntimeError("PNG encoding failed")
+        raise DatasetError(f"PNG encoding failed for a {frame_chw.shape} frame")
     return buffer.tobytes()
-
-
-def _write_bytes(path: Path, payload: bytes) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(payload)
 
 
 def _render_chunk(config: DatasetConfig, split: str, chunk: int, count: int, out: Path) -> list[dict[str, Any]]:
     """Run one seeded chunk and write its first ``count`` frames; returns their records."""
     split_index = SPLITS.index(split)
     first_seed = split_index * SPLIT_SEED_STRIDE + config.seed + chunk * config.num_envs
-    if first_seed + config.num_envs > (split_index + 1) * SPLIT_SEED_STRIDE:
-        raise ConfigError(f"split {split} ran out of its seed range; use fewer frames or more frames per chunk")
-    camera = {"width": config.width, "height": config.height, "metres_per_pixel": config.metres_per_pixel,
-              "color": config.color, "stack": 1, "ground_truth": True}
     vec = de.make_vec(config.env_id, num_envs=config.num_envs, backend=config.backend, observation="camera",
-                  camera=camera, seed=first_seed)
+                      camera=config.camera(), seed=first_seed)
     rng = np.random.default_rng([config.seed, split_index, chunk])
+    driver = IDMMobilDriver()
     records: list[dict[str, Any]] = []
     try:
         obs, infos = vec.reset(seed=first_seed)
+        driver.reset(np.ones(config.num_envs, bool))
         for step in range(config.chunk_steps):
             states = vec.vehicle_states()
             labels = affordance_labels(states, config)
@@ -179,17 +198,26 @@ def _render_chunk(config: DatasetConfig, split: str, chunk: int, count: int, out
                         break
                     name = f"images/{split}/{split}_{chunk:05d}_{env:02d}_{step:03d}.png"
                     truth = infos["ground_truth"][env]
-                    _write_bytes(out / name, _encode_png(obs[env]))
+                    write_bytes_atomic(out / name, _encode_png(obs[env]))
                     records.append({"file_name": name, "seed": first_seed + env, "step": step,
                                     "boxes": truth["boxes"].tolist(), "classes": truth["classes"].tolist(),
                                     "track_ids": truth["track_ids"].tolist(),
                                     "distances_m": truth["distances_m"].tolist(), "labels": labels[env].tolist()})
             if len(records) == count:
                 break
-            obs, _, _, _, infos = vec.step(baseline_actions(states, labels, rng, config.random_action_prob))
+            actions = mix_random_actions(driver.act(states), rng, config.random_action_prob)
+            obs, _, terminated, truncated, infos = vec.step(actions)
+            driver.reset(terminated | truncated)  # same-step autoreset: those envs start a new episode
     finally:
         vec.close()
     return records
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path} is unreadable or corrupt ({error}); delete it to start over") from error
 
 
 def _coco_json(records: list[dict[str, Any]], config: DatasetConfig) -> dict[str, Any]:
@@ -231,24 +259,31 @@ def make_dataset(config: DatasetConfig, out: str | os.PathLike, progress: bool =
     Returns:
         The contents of ``dataset.json``.
 
+    Every setting (scenario id, camera, backend, sizes, the output folder) is checked before
+    anything is written, so a refused call leaves nothing behind.
+
     Raises:
-        ConfigError: ``out`` holds a dataset or a partial run made with other settings.
+        ConfigError: A bad setting, or ``out`` holds a dataset or a partial run made with other settings.
+        OutputPathError: ``out`` cannot be written.
     """
     from tqdm import tqdm
 
-    out = Path(out)
+    config = from_mapping(DatasetConfig, to_plain(config), "dataset config")  # bounds hold
+    config.check_simulator()
+    out = check_writable(out, folder=True)
     parts = out / ".parts"
-    settings = config_to_dict(config)
+    settings = to_plain(config)
     if (out / "dataset.json").exists():
-        existing = json.loads((out / "dataset.json").read_text())
-        if existing.get("config") != settings:
+        existing = _read_json(out / "dataset.json")
+        if not isinstance(existing, dict) or existing.get("config") != settings:
             raise ConfigError(f"{out} already holds a dataset made with other settings; choose another --out")
         return existing
     if (parts / "config.json").exists():
-        if json.loads((parts / "config.json").read_text()) != settings:
+        if _read_json(parts / "config.json") != settings:
             raise ConfigError(f"{out} holds an interrupted run with other settings; delete it or choose another --out")
     else:
-        write_json(parts / "config.json", settings)
+        ensure_dir(out)
+        write_json_atomic(parts / "config.json", settings, sort_keys=True)
     sizes, per_chunk = config.split_sizes(), config.frames_per_chunk()
     bar = tqdm(total=config.frames, desc="make-dataset", unit="frame", disable=not progress)
     split_records: dict[str, list[dict[str, Any]]] = {}
@@ -258,24 +293,24 @@ def make_dataset(config: DatasetConfig, out: str | os.PathLike, progress: bool =
             part = parts / f"{split}_{chunk:05d}.json"
             count = min(per_chunk, sizes[split] - chunk * per_chunk)
             if part.exists():
-                records = json.loads(part.read_text())
+                records = _read_json(part)
             else:
                 records = _render_chunk(config, split, chunk, count, out)
-                write_json(part, records)
+                write_json_atomic(part, records, sort_keys=True)
             split_records[split] += records
             bar.update(len(records))
     bar.close()
     for split, records in split_records.items():
-        write_json(out / f"{split}.json", _coco_json(records, config))
-        _write_bytes(out / f"{split}_labels.csv", _labels_csv(records).encode())
+        write_json_atomic(out / f"{split}.json", _coco_json(records, config), sort_keys=True)
+        write_text_atomic(out / f"{split}_labels.csv", _labels_csv(records))
         if config.yolo:
             for record in records:
                 label = out / record["file_name"].replace("images/", "labels/", 1)
-                _write_bytes(label.with_suffix(".txt"), _yolo_txt(record, config).encode())
+                write_text_atomic(label.with_suffix(".txt"), _yolo_txt(record, config))
     if config.yolo:
         names = "\n".join(f"  {i}: {name}" for i, name in enumerate(de.CLASS_NAMES))
         yaml_text = "path: .\ntrain: images/train\nval: images/val\ntest: images/test\nnames:\n" + names + "\n"
-        _write_bytes(out / "data.yaml", yaml_text.encode())
+        write_text_atomic(out / "data.yaml", yaml_text)
     summary = {
         "config": settings,
         "class_names": list(de.CLASS_NAMES),
@@ -287,6 +322,6 @@ def make_dataset(config: DatasetConfig, out: str | os.PathLike, progress: bool =
         "seed_ranges": {split: [i * SPLIT_SEED_STRIDE, (i + 1) * SPLIT_SEED_STRIDE] for i, split in enumerate(SPLITS)},
         "machine": machine_info(),
     }
-    write_json(out / "dataset.json", summary)  # marks the dataset complete
+    write_json_atomic(out / "dataset.json", summary, sort_keys=True)  # marks the dataset complete
     shutil.rmtree(parts, ignore_errors=True)
     return summary

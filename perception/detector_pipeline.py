@@ -1,26 +1,31 @@
-"""Detector pipeline: train from scratch, evaluate with COCO metrics, predict and draw overlays."""
+"""The detector pipeline: train from scratch, evaluate with COCO metrics, predict and draw overlays.
+
+The model itself (network, targets, loss, decoding, ``load_detector``) is in ``centernet``.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 import torch
 
+from drivelab.core.config import bounded, from_mapping, to_plain
+from drivelab.core.files import atomic_output, ensure_dir, write_json_atomic
+from drivelab.core.provenance import machine_info
+from drivelab.perception.centernet import (
+    CenterNet, DetectorConfig, TargetConfig, checkpoint_spec, decode, detection_loss, encode_targets,
+)
 from drivelab.perception.checkpoints import save_checkpoint
 from drivelab.perception.classify import images_to_tensor
 from drivelab.perception.coco_eval import evaluate_coco, evaluate_with_pycocotools, save_pr_curve
-from drivelab.perception.configs import config_to_dict
-from drivelab.perception.detect import (
-    CenterNet, DetectorConfig, TargetConfig, checkpoint_spec, decode, detection_loss, encode_targets,
-)
+from drivelab.perception.encoders import MAX_WIDTH_MULT
 from drivelab.perception.errors import DatasetError
 from drivelab.perception.readers import DetectionDataset
-from drivelab.perception.records import atomic_output, machine_info, write_json
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,6 @@ class DetectorTrainConfig:
         weight_decay: AdamW weight decay.
         size_weight: Weight of the size L1 term [per px] (CenterNet uses 0.1).
         seed: Seeds weights and shuffling.
-        num_threads: torch CPU threads.
         width_mult: Backbone width for a new model.
         output_stride: 2 or 4.
         gaussian_alpha: Heatmap Gaussian sigma = alpha * side / 6.
@@ -43,18 +47,17 @@ class DetectorTrainConfig:
         hflip: Also train on horizontally mirrored frames (doubles the epoch).
     """
 
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    size_weight: float = 0.1
-    seed: int = 0
-    num_threads: int = 1
-    width_mult: int = 16
-    output_stride: int = 4
-    gaussian_alpha: float = 0.54
-    min_sigma_cells: float = 0.5
-    eval_every: int = 5
+    epochs: int = bounded(20, low=1, high=100_000)
+    batch_size: int = bounded(32, low=1, high=1 << 20)
+    learning_rate: float = bounded(3e-3, low=0, low_open=True, high=10)
+    weight_decay: float = bounded(1e-4, low=0, high=10)
+    size_weight: float = bounded(0.1, low=0, high=1000)
+    seed: int = bounded(0, low=0, high=2**32 - 1)
+    width_mult: int = bounded(16, low=1, high=MAX_WIDTH_MULT)
+    output_stride: Literal[2, 4] = 4
+    gaussian_alpha: float = bounded(0.54, low=0, low_open=True, high=100)
+    min_sigma_cells: float = bounded(0.5, low=0, low_open=True, high=100)
+    eval_every: int = bounded(5, low=1, high=100_000)
     hflip: bool = False
 
 
@@ -134,7 +137,7 @@ def evaluate_detector(
     if reference:
         metrics["pycocotools"] = evaluate_with_pycocotools(ground_truth, detections).stats
     if out_dir is not None:
-        write_json(Path(out_dir) / "metrics.json", metrics)
+        write_json_atomic(Path(out_dir) / "metrics.json", metrics, sort_keys=True)
         save_pr_curve(ours, Path(out_dir) / "pr_curve.png", model.config.class_names)
     return metrics
 
@@ -151,15 +154,17 @@ def train_detector(
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
-    torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
-    out_dir = Path(out_dir)
+    config = from_mapping(DetectorTrainConfig, to_plain(config), "detector training config")  # bounds hold
     train_images = train.load_images(in_channels)
     val_images = val.load_images(train_images.shape[3])
     _, height, width, channels = train_images.shape
-    model_config = DetectorConfig(tuple(train.class_names), channels, height, width, config.width_mult,
-                                  config.output_stride)
+    model_config = from_mapping(DetectorConfig, {
+        "class_names": list(train.class_names), "in_channels": channels, "height": height, "width": width,
+        "width_mult": config.width_mult, "output_stride": config.output_stride,
+    }, "detector config")
     _check_images(model_config, val_images, "validation")
+    out_dir = ensure_dir(out_dir)
+    torch.manual_seed(config.seed)
     target_config = TargetConfig(config.gaussian_alpha, config.min_sigma_cells)
     frames = images_to_tensor(train_images)
     targets = _targets(train, model_config, target_config)
@@ -174,7 +179,7 @@ def train_detector(
                                                    total_steps=config.epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(config.seed)
     writer = SummaryWriter(str(out_dir / "tb"))
-    extra = {"train_config": config_to_dict(config), "category_ids": list(train.category_ids)}
+    extra = {"train_config": to_plain(config), "category_ids": list(train.category_ids)}
     history, best_ap, step = [], -1.0, 0
     bar = tqdm(range(config.epochs), desc="train-detector", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -206,10 +211,10 @@ def train_detector(
     save_checkpoint(out_dir / "last.safetensors", model,
                     checkpoint_spec(model_config, epoch=config.epochs - 1, **extra))
     writer.close()
-    record = {"kind": "train-detector", "model": config_to_dict(model_config), "train_config": config_to_dict(config),
+    record = {"kind": "train-detector", "model": to_plain(model_config), "train_config": to_plain(config),
               "num_train": len(train), "num_val": len(val), "history": history, "best_val_AP": best_ap,
               "machine": machine_info()}
-    write_json(out_dir / "run.json", record)
+    write_json_atomic(out_dir / "run.json", record, sort_keys=True)
     return record
 
 
@@ -238,22 +243,30 @@ def write_overlays(
     model: CenterNet, images: np.ndarray, out: str | os.PathLike, names: list[str] | None = None,
     score_threshold: float = 0.3, fps: int = 10,
 ) -> list[Path]:
-    """Draw predictions on frames: one PNG per frame into folder ``out``, or one MP4 if ``out`` ends in .mp4."""
-    predictions = predict_detections(model, images)
-    frames = [draw_detections(image, item, model.config.class_names, score_threshold=score_threshold)
-              for image, item in zip(images, predictions)]
+    """Draw predictions on frames: one PNG per frame into folder ``out``, or one MP4 if ``out`` ends in .mp4.
+
+    Each file is written atomically. The output is opened before any prediction, so an
+    unwritable ``out`` fails at once.
+    """
     out = Path(out)
+
+    def drawn() -> Any:  # frames one batch at a time: a long video never sits in memory as BGR
+        for start in range(0, len(images), 256):
+            chunk = images[start:start + 256]
+            for image, item in zip(chunk, predict_detections(model, chunk)):
+                yield draw_detections(image, item, model.config.class_names, score_threshold=score_threshold)
+
     if out.suffix.lower() == ".mp4":
         import imageio.v2 as imageio
 
         with atomic_output(out) as tmp:
             with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1) as writer:
-                for frame in frames:
+                for frame in drawn():
                     writer.append_data(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         return [out]
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     written = []
-    for index, frame in enumerate(frames):
+    for index, frame in enumerate(drawn()):
         path = out / f"{Path(names[index]).stem if names else f'{index:06d}'}_pred.png"
         with atomic_output(path) as tmp:
             if not cv2.imwrite(str(tmp), frame, [cv2.IMWRITE_PNG_COMPRESSION, 3]):

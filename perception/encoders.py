@@ -14,16 +14,22 @@ Every encoder takes ``(B, C, H, W)`` frames, uint8 (scaled by 1/255 here) or flo
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from drivelab.perception.errors import ConfigError
+from drivelab.core.config import bounded, from_mapping
+from drivelab.core.errors import ConfigError
+from drivelab.perception.images import MAX_SIDE_PX
 
 TRUNK_NAMES = ("nature", "fast", "centernet")
+# Upper bounds of encoder sizes: far above any real use, low enough that a typo fails fast
+# instead of exhausting memory.
+MAX_CHANNELS = 64
+MAX_FEATURES_DIM = 1 << 16
+MAX_WIDTH_MULT = 512
 
 
 @dataclass(frozen=True)
@@ -42,17 +48,17 @@ class EncoderSpec:
     """
 
     name: str = "fast"
-    in_channels: int = 1
-    height: int = 64
-    width: int = 128
-    features_dim: int = 256
-    width_mult: int = 16
-    pool_hw: tuple[int, int] | None = None
+    in_channels: int = bounded(1, low=1, high=MAX_CHANNELS)
+    height: int = bounded(64, low=1, high=MAX_SIDE_PX)
+    width: int = bounded(128, low=1, high=MAX_SIDE_PX)
+    features_dim: int = bounded(256, low=1, high=MAX_FEATURES_DIM)
+    width_mult: int = bounded(16, low=1, high=MAX_WIDTH_MULT)
+    pool_hw: tuple[int, int] | None = bounded(None, low=1, high=MAX_SIDE_PX)
 
     def __post_init__(self) -> None:
         if self.name not in TRUNK_NAMES:
             raise ConfigError(f"unknown encoder {self.name!r}; valid encoders: {', '.join(TRUNK_NAMES)}")
-        if min(self.in_channels, self.height, self.width, self.features_dim) < 1:
+        if min(self.in_channels, self.height, self.width, self.features_dim, self.width_mult) < 1:
             raise ConfigError(f"encoder sizes must be positive, got {self}")
         if self.name == "nature" and min(self.height, self.width) < 36:
             raise ConfigError(
@@ -171,10 +177,33 @@ def build_encoder(
     features_dim: int = 256,
     **extra: object,
 ) -> ConvEncoder:
-    """Build a randomly initialised encoder; ``extra`` may set other :class:`EncoderSpec` fields."""
-    valid = {field.name for field in dataclasses.fields(EncoderSpec)}
-    unknown = sorted(set(extra) - valid)
-    if unknown:
-        raise ConfigError(f"unknown encoder option(s) {unknown}; valid: {sorted(valid)}")
-    spec = EncoderSpec(name, in_channels, height, width, features_dim, **extra)  # type: ignore[arg-type]
-    return ConvEncoder(spec)
+    """Build a randomly initialised encoder; ``extra`` may set other :class:`EncoderSpec` fields.
+
+    Raises:
+        ConfigError: An unknown option (naming the valid ones), or a value of the wrong type or range.
+    """
+    values = {"name": name, "in_channels": in_channels, "height": height, "width": width,
+              "features_dim": features_dim, **extra}
+    return ConvEncoder(from_mapping(EncoderSpec, values, "encoder config"))
+
+
+def random_shift(frames: torch.Tensor, pad_px: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ-style augmentation: pad by replication and crop each frame at a random offset.
+
+    Args:
+        frames: (B, C, H, W) float frames.
+        pad_px: Largest shift [px].
+        generator: Optional RNG for reproducibility.
+
+    Returns:
+        (B, C, H, W) shifted frames; shifts are whole pixels drawn per sample.
+    """
+    batch, _, height, width = frames.shape
+    padded = F.pad(frames, (pad_px,) * 4, mode="replicate")
+    shifts = torch.randint(0, 2 * pad_px + 1, (batch, 2), generator=generator, device=frames.device)
+    rows = torch.arange(height, device=frames.device)[None, :] + shifts[:, :1]  # (B, H)
+    cols = torch.arange(width, device=frames.device)[None, :] + shifts[:, 1:]  # (B, W)
+    index_rows = rows[:, None, :, None].expand(-1, frames.shape[1], -1, padded.shape[-1])
+    cropped_rows = torch.gather(padded, 2, index_rows)  # (B, C, H, W + 2p)
+    index_cols = cols[:, None, None, :].expand(-1, frames.shape[1], height, -1)
+    return torch.gather(cropped_rows, 3, index_cols)  # (B, C, H, W)

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from drivelab.core.errors import ConfigError
+from drivelab.perception.centernet import CenterNet
 from drivelab.perception.classify import Classifier
-from drivelab.perception.detect import CenterNet
 from drivelab.perception.encoders import ConvEncoder
-from drivelab.perception.errors import ConfigError
 
 Target = Callable[[object], torch.Tensor]  # model output -> (B,) scores
 

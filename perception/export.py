@@ -1,9 +1,13 @@
-"""ONNX export with an onnxruntime parity check, dynamic int8 quantization, and speed figures."""
+"""ONNX export with an onnxruntime parity check, dynamic int8 quantization, and speed figures.
+
+Nothing here changes process state: torch runs with the caller's thread count (the CLI sets it
+from ``--threads``); onnxruntime sessions get their own ``threads``.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from drivelab.perception.errors import CheckpointError
-from drivelab.perception.records import atomic_output
+from drivelab.core.errors import CheckpointError
+from drivelab.core.files import atomic_output
 
 
 class TupleOutputs(nn.Module):
@@ -79,15 +83,14 @@ def quantize_int8(
     off on CPU; onnxruntime's ConvInteger kernels were slower than float convolutions here.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_logger = logging.getLogger()  # onnxruntime's pre-processing advice goes to the root logger
-    level = quant_logger.level
-    quant_logger.setLevel(logging.ERROR)
-    try:
+    with tempfile.TemporaryDirectory(prefix="drivelab-quantize-") as work:
+        # onnxruntime's recommended pre-processing (shape inference, graph optimisation) first.
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(onnx_path), str(prepared))
         with atomic_output(out_path) as tmp:
-            quantize_dynamic(str(onnx_path), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types))
-    finally:
-        quant_logger.setLevel(level)
+            quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types))
     return Path(out_path)
 
 
@@ -113,14 +116,14 @@ def export_and_check(
         model: A drivelab model taking uint8 frames.
         frames: (B, C, H, W) uint8 batch used for parity and timing.
         out_dir: Receives ``model.onnx`` and ``model.int8.onnx``.
-        threads: CPU threads for torch and onnxruntime alike.
+        threads: Intra-op CPU threads of the onnxruntime sessions (torch keeps the process's
+            setting, reported as ``torch_threads``).
         atol: Largest accepted |torch - onnxruntime| for the float model.
 
     Returns:
         Paths, parity per output, whether it passed, frames/s and speed-ups against torch.
     """
     out_dir = Path(out_dir)
-    torch.set_num_threads(threads)
     float_path = export_onnx(model, frames, out_dir / "model.onnx")
     int8_path = quantize_int8(float_path, out_dir / "model.int8.onnx")
     float_session, int8_session = onnx_session(float_path, threads), onnx_session(int8_path, threads)
@@ -132,7 +135,7 @@ def export_and_check(
     int8_fps = frames_per_second(lambda: int8_session.run(None, feed), len(frames), repeats)
     return {
         "onnx": str(float_path), "onnx_int8": str(int8_path),
-        "batch": len(frames), "threads": threads,
+        "batch": len(frames), "threads": threads, "torch_threads": torch.get_num_threads(),
         "max_abs_diff": float_diff, "max_abs_diff_int8": int8_diff,
         "parity_ok": all(value <= atol for value in float_diff.values()), "atol": atol,
         "frames_per_s": {"torch": torch_fps, "onnxruntime": onnx_fps, "onnxruntime_int8": int8_fps},

@@ -16,20 +16,17 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
-from torch.nn import functional as F
 
-from drivelab.perception.checkpoints import load_state_strict, read_checkpoint, save_checkpoint
-from drivelab.perception.configs import config_from_dict, config_to_dict
-from drivelab.perception.encoders import TRUNK_NAMES, ConvEncoder, EncoderSpec, build_encoder
-from drivelab.perception.errors import CheckpointError, ConfigError
+from drivelab.core.errors import CheckpointError, ConfigError
+from drivelab.perception.checkpoints import load_state_strict, model_spec, read_checkpoint, save_checkpoint, spec_config
+from drivelab.perception.encoders import TRUNK_NAMES, ConvEncoder, EncoderSpec, build_encoder, random_shift
 
 ENCODER_KINDS = ("encoder", "classifier", "detector")
 
 
 def save_encoder(path: str | os.PathLike, encoder: ConvEncoder) -> Path:
     """Save a bare encoder (weights + spec) as a checkpoint."""
-    spec = {"kind": "encoder", "encoder": config_to_dict(encoder.spec), "encoder_state_map": {"": ""}}
-    return save_checkpoint(path, encoder, spec)
+    return save_checkpoint(path, encoder, model_spec("encoder", None, encoder.spec, {"": ""}))
 
 
 def load_encoder(
@@ -48,16 +45,17 @@ def load_encoder(
         CheckpointError: Not an encoder-bearing checkpoint, or tensors that do not fit.
     """
     spec, state = read_checkpoint(path, kinds=ENCODER_KINDS)
-    if "encoder" not in spec or "encoder_state_map" not in spec:
-        raise CheckpointError(f"checkpoint {path} ({spec.get('kind')}) carries no encoder spec")
-    encoder_spec = config_from_dict(EncoderSpec, spec["encoder"])
+    encoder_spec = spec_config(EncoderSpec, spec, "encoder", path)
+    state_map = spec.get("encoder_state_map")
+    if not isinstance(state_map, dict) or not all(isinstance(v, str) for v in [*state_map, *state_map.values()]):
+        raise CheckpointError(f"checkpoint {path} ({spec.get('kind')}) carries no valid encoder_state_map")
     if features_dim is not None and features_dim != encoder_spec.features_dim:
         encoder_spec = dataclasses.replace(encoder_spec, features_dim=features_dim)
     encoder = ConvEncoder(encoder_spec)
     if not load_weights:
         return encoder
     mapped: dict[str, torch.Tensor] = {}
-    for source_prefix, target_prefix in spec["encoder_state_map"].items():
+    for source_prefix, target_prefix in state_map.items():
         for key, tensor in state.items():
             if key.startswith(source_prefix):
                 mapped[target_prefix + key[len(source_prefix):]] = tensor
@@ -70,28 +68,6 @@ def load_encoder(
         mapped.update({key: value for key, value in own.items() if key.startswith("head.")})
     load_state_strict(encoder, mapped, path)
     return encoder
-
-
-def random_shift(frames: torch.Tensor, pad_px: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DrQ-style augmentation: pad by replication and crop each frame at a random offset.
-
-    Args:
-        frames: (B, C, H, W) float frames.
-        pad_px: Largest shift [px].
-        generator: Optional RNG for reproducibility.
-
-    Returns:
-        (B, C, H, W) shifted frames; shifts are whole pixels drawn per sample.
-    """
-    batch, _, height, width = frames.shape
-    padded = F.pad(frames, (pad_px,) * 4, mode="replicate")
-    shifts = torch.randint(0, 2 * pad_px + 1, (batch, 2), generator=generator, device=frames.device)
-    rows = torch.arange(height, device=frames.device)[None, :] + shifts[:, :1]  # (B, H)
-    cols = torch.arange(width, device=frames.device)[None, :] + shifts[:, 1:]  # (B, W)
-    index_rows = rows[:, None, :, None].expand(-1, frames.shape[1], -1, padded.shape[-1])
-    cropped_rows = torch.gather(padded, 2, index_rows)  # (B, C, H, W + 2p)
-    index_cols = cols[:, None, None, :].expand(-1, frames.shape[1], height, -1)
-    return torch.gather(cropped_rows, 3, index_cols)  # (B, C, H, W)
 
 
 class EncoderExtractor(BaseFeaturesExtractor):

@@ -14,9 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from drivelab.core.errors import ConfigError
 from drivelab.perception.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+MAX_SIDE_PX = 4096  # largest image side a model or resize takes: more is a typo that would exhaust memory
 
 
 @dataclass
@@ -80,6 +82,30 @@ class DetectionDataset:
         return stack_fixed_size(images, [str(sample.file_name) for sample in self.samples])
 
 
+def read_file(path: str | os.PathLike, what: str, binary: bool = False) -> str | bytes:
+    """The text (or bytes) of a dataset file.
+
+    Raises:
+        DatasetError: The file is missing, a folder, unreadable or (text) not UTF-8; names ``what`` and the path.
+    """
+    path = Path(path)
+    try:
+        return path.read_bytes() if binary else path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise DatasetError(f"{what} {path} does not exist") from error
+    except IsADirectoryError as error:
+        raise DatasetError(f"{what} {path} is a folder; give the file") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"cannot read {what} {path}: {getattr(error, 'strerror', None) or error}") from error
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    """Require single-label class indices in ``[0, num_classes)``; the first bad entry is named."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise DatasetError(f"{where} entry {bad[0]} has label {labels[bad[0]]} out of range [0, {num_classes})")
+
+
 def read_image(path: str | os.PathLike, channels: int | None = None) -> np.ndarray:
     """Decode an image file to (H, W, C) uint8, RGB order for colour.
 
@@ -125,9 +151,26 @@ def stack_fixed_size(images: list[np.ndarray], names: list[str]) -> np.ndarray:
     return np.stack(images)
 
 
+def check_size(size_hw: tuple[int, int], what: str = "resize") -> tuple[int, int]:
+    """Require an image size (H, W) with both sides in [1, MAX_SIDE_PX]; returns it as a tuple."""
+    size = tuple(size_hw)
+    if len(size) != 2 or not all(isinstance(v, int | np.integer) and 1 <= v <= MAX_SIDE_PX for v in size):
+        raise ConfigError(f"{what} must be HxW with both sides in [1, {MAX_SIDE_PX}] px, got {size_hw!r}")
+    return int(size[0]), int(size[1])
+
+
+def parse_size(text: str, what: str = "--resize") -> tuple[int, int]:
+    """``"32x32"`` -> ``(32, 32)`` (H, W), checked by :func:`check_size`."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError as error:
+        raise ConfigError(f"{what} expects HxW, e.g. 32x32, got {text!r}") from error
+    return check_size((height, width), what)
+
+
 def resize_all(images: np.ndarray | list[np.ndarray], size_hw: tuple[int, int]) -> list[np.ndarray]:
     """Resize (H, W, C) images to ``size_hw`` with area interpolation (channels kept)."""
-    height, width = size_hw
+    height, width = check_size(size_hw)
     out = []
     for image in images:
         resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)

@@ -26,6 +26,9 @@ from drivelab.perception.images import (
     ClassificationDataset,
     DetectionDataset,
     DetectionSample,
+    check_labels,
+    check_size,
+    read_file,
     read_image,
     resize_all,
     stack_fixed_size,
@@ -48,13 +51,11 @@ def read_coco(json_path: str | os.PathLike, image_root: str | os.PathLike | None
     json_path = Path(json_path)
     root = Path(image_root) if image_root is not None else json_path.parent
     try:
-        data = json.loads(json_path.read_text())
-    except FileNotFoundError as error:
-        raise DatasetError(f"annotation file {json_path} does not exist") from error
+        data = json.loads(read_file(json_path, "annotation file"))
     except json.JSONDecodeError as error:
         raise DatasetError(f"annotation file {json_path} is not valid json: {error}") from error
     for key in ("images", "annotations", "categories"):
-        if key not in data:
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise DatasetError(f"annotation file {json_path} has no {key!r} list")
     categories = sorted(data["categories"], key=lambda c: c["id"])
     category_index = {c["id"]: i for i, c in enumerate(categories)}
@@ -99,7 +100,8 @@ def _yolo_image_list(root: Path, entry: str | list[str], yaml_path: Path) -> lis
         if location.is_dir():
             files += sorted(p for p in location.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         elif location.is_file() and location.suffix == ".txt":
-            files += [root / line.strip() for line in location.read_text().splitlines() if line.strip()]
+            text = read_file(location, "image list")
+            files += [root / line.strip() for line in text.splitlines() if line.strip()]
         else:
             raise DatasetError(f"{yaml_path}: split entry {item!r} ({location}) is neither a folder nor a list file")
     return files
@@ -123,9 +125,7 @@ def read_yolo(yaml_path: str | os.PathLike, split: str = "train") -> DetectionDa
     """
     yaml_path = Path(yaml_path)
     try:
-        config = yaml.safe_load(yaml_path.read_text())
-    except FileNotFoundError as error:
-        raise DatasetError(f"dataset yaml {yaml_path} does not exist") from error
+        config = yaml.safe_load(read_file(yaml_path, "dataset yaml"))
     except yaml.YAMLError as error:
         raise DatasetError(f"dataset yaml {yaml_path} is not valid yaml: {error}") from error
     if not isinstance(config, dict) or "names" not in config or split not in config:
@@ -139,7 +139,7 @@ def read_yolo(yaml_path: str | os.PathLike, split: str = "train") -> DetectionDa
         label_path = _yolo_label_path(image_path)
         rows = []
         if label_path.is_file():
-            for line_no, line in enumerate(label_path.read_text().splitlines(), start=1):
+            for line_no, line in enumerate(read_file(label_path, "label file").splitlines(), start=1):
                 if not line.strip():
                     continue
                 values = line.split()
@@ -207,16 +207,30 @@ def _load_cifar_batch(path: Path) -> dict:
         raise DatasetError(f"CIFAR-10 batch {path} does not exist")
     try:
         with path.open("rb") as handle:
-            return _ArrayOnlyUnpickler(handle, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as error:
+            content = _ArrayOnlyUnpickler(handle, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as error:
         raise DatasetError(f"CIFAR-10 batch {path} is corrupt: {error}") from error
+    except OSError as error:
+        raise DatasetError(f"cannot read CIFAR-10 batch {path}: {error.strerror or error}") from error
+    if not isinstance(content, dict):
+        raise DatasetError(f"CIFAR-10 batch {path} is corrupt: it holds a {type(content).__name__}, not a dict")
+    return content
+
+
+def _cifar_entry(batch: dict, key: bytes, path: Path) -> object:
+    if key not in batch:
+        raise DatasetError(f"CIFAR-10 batch {path} is corrupt: it has no {key.decode()!r} entry")
+    return batch[key]
 
 
 def read_cifar10(root: str | os.PathLike, split: str = "train") -> ClassificationDataset:
     """Read CIFAR-10 python batches (``data_batch_1..5`` or ``test_batch`` + ``batches.meta``)."""
     root = Path(root)
-    meta = _load_cifar_batch(root / "batches.meta")
-    names = tuple(n.decode() if isinstance(n, bytes) else n for n in meta[b"label_names"])
+    meta_path = root / "batches.meta"
+    label_names = _cifar_entry(_load_cifar_batch(meta_path), b"label_names", meta_path)
+    if not isinstance(label_names, list) or not label_names or not all(isinstance(n, bytes | str) for n in label_names):
+        raise DatasetError(f"CIFAR-10 batch {meta_path} is corrupt: label_names must be a list of names")
+    names = tuple(n.decode(errors="replace") if isinstance(n, bytes) else n for n in label_names)
     batch_names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     images, labels = [], []
     for batch_name in batch_names:
@@ -224,14 +238,16 @@ def read_cifar10(root: str | os.PathLike, split: str = "train") -> Classificatio
         if split == "train" and not path.exists() and images:
             break  # fewer than five training batches is fine (small test sets)
         batch = _load_cifar_batch(path)
-        data = np.asarray(batch[b"data"], np.uint8)
+        try:
+            data = np.asarray(_cifar_entry(batch, b"data", path), np.uint8)
+            batch_labels = np.asarray(_cifar_entry(batch, b"labels", path), np.int64)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise DatasetError(f"CIFAR-10 batch {path} is corrupt: {error}") from error
         if data.ndim != 2 or data.shape[1] != 3072:
             raise DatasetError(f"CIFAR-10 batch {path}: data has shape {data.shape}, expected (N, 3072)")
-        batch_labels = np.asarray(batch[b"labels"], np.int64)
-        bad = np.flatnonzero((batch_labels < 0) | (batch_labels >= len(names)))
-        if bad.size:
-            raise DatasetError(f"CIFAR-10 batch {path}: entry {bad[0]} has label {batch_labels[bad[0]]} "
-                               f"out of range [0, {len(names)})")
+        if batch_labels.shape != (len(data),):
+            raise DatasetError(f"CIFAR-10 batch {path}: {batch_labels.size} labels for {len(data)} images")
+        check_labels(batch_labels, len(names), f"CIFAR-10 batch {path}:")
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # (N, 32, 32, 3) RGB
         labels.append(batch_labels)
     return ClassificationDataset(np.concatenate(images), np.concatenate(labels), names)
@@ -243,12 +259,12 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an idx file (MNIST's format), gzipped or not."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as error:
-        raise DatasetError(f"idx file {path} does not exist") from error
+    raw = read_file(path, "idx file", binary=True)
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise DatasetError(f"idx file {path} is a corrupt gzip file: {error}") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DatasetError(f"idx file {path} has a bad magic number {raw[:4].hex()}")
     ndim = raw[3]
@@ -267,9 +283,7 @@ def read_mnist(images_path: str | os.PathLike, labels_path: str | os.PathLike) -
     labels = read_idx(labels_path).astype(np.int64)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DatasetError(f"{images_path} ({images.shape}) and {labels_path} ({labels.shape}) do not pair up")
-    bad = np.flatnonzero((labels < 0) | (labels > 9))
-    if bad.size:
-        raise DatasetError(f"{labels_path}: entry {bad[0]} has label {labels[bad[0]]} out of range [0, 10)")
+    check_labels(labels, 10, f"{labels_path}:")
     return ClassificationDataset(images.astype(np.uint8)[..., None], labels, tuple(str(d) for d in range(10)))
 
 
@@ -304,9 +318,9 @@ def read_label_csv(
     csv_path = Path(csv_path)
     root = Path(image_root) if image_root is not None else csv_path.parent
     try:
-        rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
-    except FileNotFoundError as error:
-        raise DatasetError(f"label file {csv_path} does not exist") from error
+        rows = list(csv.DictReader(io.StringIO(read_file(csv_path, "label file"))))
+    except csv.Error as error:
+        raise DatasetError(f"label file {csv_path} is not a valid CSV: {error}") from error
     if not rows or "file_name" not in rows[0]:
         raise DatasetError(f"label file {csv_path} is empty or has no 'file_name' column")
     columns = [c for c in rows[0] if c != "file_name"]
@@ -381,6 +395,7 @@ def read_classification(
     """
     if kind not in CLASSIFICATION_FORMATS:
         raise DatasetError(f"unknown dataset format {kind!r}; valid: {', '.join(CLASSIFICATION_FORMATS)}")
+    resize_hw = check_size(resize_hw) if resize_hw is not None else None  # before reading any image
     if kind == "digits":
         data = load_digits_dataset(resize_hw)
         order = np.random.default_rng(0).permutation(len(data))

@@ -17,27 +17,26 @@ Usage::
 
     drivelab bench perception --threads 2                  # full (~20-30 min on 2 cores)
     drivelab bench perception --quick --out /tmp/p.json    # smoke run (~1 min)
-    python -m drivelab.benchmarks.bench_perception ...     # the same
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from drivelab.core.files import write_json_atomic
+from drivelab.core.config import from_mapping
+from drivelab.core.errors import ConfigError
+from drivelab.core.files import check_writable, write_json_atomic
 from drivelab.core.provenance import machine_info
+from drivelab.perception.centernet import load_detector
 from drivelab.perception.classify import ClassifierTrainConfig, evaluate_classifier, load_classifier, train_classifier
 from drivelab.perception.datasets import DatasetConfig, make_dataset
-from drivelab.perception.detect import load_detector
-from drivelab.perception.detection import DetectorTrainConfig, evaluate_detector, train_detector
+from drivelab.perception.detector_pipeline import DetectorTrainConfig, evaluate_detector, train_detector
 from drivelab.perception.export import export_and_check, frames_per_second
 from drivelab.perception.readers import read_classification, read_detection
 
@@ -58,19 +57,24 @@ def _throughput(
     return report
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run every step; returns the JSON record."""
-    torch.set_num_threads(args.threads)
-    work = Path(args.work)
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every step (with the process's torch threads); returns the JSON record."""
+    data_config = from_mapping(DatasetConfig, {"frames": args.frames, "seed": args.seed}, "dataset config")
+    det_config = from_mapping(DetectorTrainConfig, {
+        "epochs": args.detector_epochs, "eval_every": max(1, args.detector_epochs // 4), "seed": args.seed,
+    }, "detector training config")
+    cls_config = from_mapping(ClassifierTrainConfig, {"epochs": args.classifier_epochs, "seed": args.seed},
+                              "classifier training config")
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {args.batch}")
+    work = check_writable(args.work, folder=True)
+    check_writable(args.out)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    data_config = DatasetConfig(frames=args.frames, seed=args.seed)
     summary = make_dataset(data_config, work / "data", progress=not args.no_progress)
     timings["make_dataset_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    det_config = DetectorTrainConfig(epochs=args.detector_epochs, eval_every=max(1, args.detector_epochs // 4),
-                                     num_threads=args.threads, seed=args.seed)
     train_detector(read_detection(work / "data", "train"), read_detection(work / "data", "val"), work / "detector",
                    det_config, progress=not args.no_progress)
     timings["train_detector_s"] = time.perf_counter() - start
@@ -78,7 +82,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     detection = evaluate_detector(detector, read_detection(work / "data", "test"), work / "detector" / "test")
 
     start = time.perf_counter()
-    cls_config = ClassifierTrainConfig(epochs=args.classifier_epochs, num_threads=args.threads, seed=args.seed)
     affordance_train = read_classification("affordance", work / "data", "train")
     affordance_val = read_classification("affordance", work / "data", "val", class_names=affordance_train.class_names)
     train_classifier(affordance_train, affordance_val, work / "affordance", cls_config, progress=not args.no_progress)
@@ -118,42 +121,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "met": {key: results[key] >= target for key, target in TARGETS.items()},
         "throughput": speed,
         "timings_s": timings,
-        "machine": {**machine_info(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+        "machine": {**machine_info(), "torch": torch.__version__},
     }
     write_json_atomic(args.out, record)
     return record
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The benchmark's options (shared by ``python -m`` and ``drivelab bench perception``)."""
-    parser.add_argument("--frames", type=int, default=6000, help="frames over train/val/test (80/10/10)")
-    parser.add_argument("--detector-epochs", type=int, default=20)
-    parser.add_argument("--classifier-epochs", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", default="runs/bench_perception", help="dataset and run folders")
-    parser.add_argument("--out", default="benchmarks/results/perception.json")
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the options of ``bench perception`` and its run function."""
+    parser.description = __doc__
+    parser.add_argument("--frames", type=int, default=6000, help="frames over train/val/test, 80/10/10 (default %(default)s)")
+    parser.add_argument("--detector-epochs", type=int, default=20, help="detector training epochs (default %(default)s)")
+    parser.add_argument("--classifier-epochs", type=int, default=15,
+                        help="affordance and digits classifier epochs (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime CPU threads (default %(default)s)")
+    parser.add_argument("--batch", type=int, default=256, help="frames per batch in the throughput runs (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset and training seed (default %(default)s)")
+    parser.add_argument("--work", default="runs/bench_perception", help="dataset and run folders (default %(default)s)")
+    parser.add_argument("--out", default="benchmarks/results/perception.json", help="result JSON (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (not a result)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run with parsed options, print the headline numbers; returns the exit status."""
+    if not 1 <= args.threads <= 1024:
+        raise ConfigError(f"--threads must be in [1, 1024], got {args.threads}")
     if args.quick:
         args.frames, args.detector_epochs, args.classifier_epochs = 300, 2, 2
         args.work = args.work + "_quick"
-    record = run(args)
+    torch.set_num_threads(args.threads)  # the process's thread count: set here, in the command, only
+    record = run_benchmark(args)
     print(json.dumps({"results": record["results"], "met": record["met"], "timings_s": record["timings_s"]}, indent=2))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    logging.basicConfig(level=logging.INFO)
-    return run_from_args(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

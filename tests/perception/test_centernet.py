@@ -1,4 +1,4 @@
-"""Detector: targets decode back to the boxes, NMS, loss values, and learning on synthetic frames."""
+"""The detector model: targets decode back to the boxes, NMS, loss values, config checks, loading."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from drivelab.core.config import from_mapping
+from drivelab.core.errors import CheckpointError, ConfigError
+from drivelab.perception.centernet import (
+    CenterNet, DetectorConfig, checkpoint_spec, decode, encode_targets, focal_loss, load_detector, nms,
+)
 from drivelab.perception.checkpoints import save_checkpoint
 from drivelab.perception.classify import Classifier, ClassifierConfig, checkpoint_spec as classifier_spec
-from drivelab.perception.detect import (
-    CenterNet, DetectorConfig, decode, encode_targets, focal_loss, load_detector, nms,
-)
-from drivelab.perception.detection import DetectorTrainConfig, evaluate_detector, train_detector, write_overlays
-from drivelab.perception.errors import CheckpointError, ConfigError
-from drivelab.perception.readers import read_coco
+from drivelab.perception.detector_pipeline import DetectorTrainConfig
 
 
 def _targets_as_outputs(targets: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -71,40 +71,25 @@ def test_config_rejects_bad_stride() -> None:
         DetectorConfig(output_stride=8)
 
 
-def test_detector_learns_synthetic_frames(synthetic_coco: Path, tmp_path: Path) -> None:
-    train, val = read_coco(synthetic_coco / "train.json"), read_coco(synthetic_coco / "val.json")
-    config = DetectorTrainConfig(epochs=6, eval_every=6, batch_size=16, learning_rate=5e-3, seed=0)
-    record = train_detector(train, val, tmp_path, config, progress=False)
-    assert record["best_val_AP"] > 0.7
-    model = load_detector(tmp_path / "best.safetensors")
-    metrics = evaluate_detector(model, val, tmp_path / "eval")
-    assert metrics["stats"]["AP50"] > 0.95
-    for name, value in metrics["stats"].items():  # our numbers equal pycocotools' on real predictions
-        assert value == pytest.approx(metrics["pycocotools"][name], abs=1e-12), name
-    assert (tmp_path / "eval" / "pr_curve.png").exists() and (tmp_path / "tb").is_dir()
-    written = write_overlays(model, val.load_images()[:3], tmp_path / "overlays")
-    assert len(written) == 3 and all(p.exists() for p in written)
-    video = write_overlays(model, val.load_images()[:4], tmp_path / "pred.mp4")
-    assert video[0].stat().st_size > 0
+@pytest.mark.parametrize(("values", "message"), [
+    ({"epochs": "20"}, r"'epochs' expects int, got '20'"),
+    ({"epochs": 0}, r"'epochs' must be in \[1, "),
+    ({"batch_size": 0}, r"'batch_size' must be in \[1, "),
+    ({"width_mult": 0}, r"'width_mult' must be in \[1, "),
+    ({"output_stride": 8}, r"'output_stride' expects one of 2, 4"),
+    ({"learning_rate": -1.0}, r"'learning_rate' must be in \(0, "),
+])
+def test_training_config_is_typed_and_bounded(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(DetectorTrainConfig, values, "detector training config")
 
 
-def test_same_seed_same_detector(synthetic_coco: Path, tmp_path: Path) -> None:
-    train = read_coco(synthetic_coco / "val.json")
-    config = DetectorTrainConfig(epochs=1, eval_every=1, batch_size=16, seed=3)
-    for run in ("a", "b"):
-        train_detector(train, train, tmp_path / run, config, progress=False)
-    a, b = load_detector(tmp_path / "a" / "last.safetensors"), load_detector(tmp_path / "b" / "last.safetensors")
-    for (key, left), right in zip(a.state_dict().items(), b.state_dict().values()):
-        assert torch.equal(left, right), key
-
-
-def test_untrained_detector_evaluates_to_zero_not_crash(synthetic_coco: Path) -> None:
-    model = CenterNet(DetectorConfig())
-    with torch.no_grad():  # no peak can pass the score threshold
-        model.heatmap[-1].bias.fill_(-50.0)
-    metrics = evaluate_detector(model, read_coco(synthetic_coco / "val.json"))
-    assert metrics["num_detections"] == 0
-    assert metrics["stats"]["AP"] == 0.0 and metrics["pycocotools"]["AP"] == 0.0
+def test_a_spec_with_a_bad_model_config_is_a_checkpoint_error(tmp_path: Path) -> None:
+    spec = checkpoint_spec(DetectorConfig())
+    spec["model"]["width_mult"] = "16"
+    path = save_checkpoint(tmp_path / "d.safetensors", CenterNet(DetectorConfig()), spec)
+    with pytest.raises(CheckpointError, match=r"d.safetensors model spec key 'width_mult' expects int"):
+        load_detector(path)
 
 
 def test_classifier_checkpoint_is_not_a_detector(tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+from drivelab.core.config import from_mapping
+from drivelab.core.errors import CheckpointError, ConfigError
 from drivelab.perception.classify import (
     ClassifierTrainConfig, evaluate_classifier, load_classifier, predict_scores, train_classifier,
 )
-from drivelab.perception.errors import CheckpointError, DatasetError
+from drivelab.perception.errors import DatasetError
 from drivelab.perception.readers import ClassificationDataset, read_classification
 from perception_helpers import draw_frames
 
@@ -71,9 +73,27 @@ def test_wrong_inputs_are_named(tmp_path: Path) -> None:
 
 
 def test_unknown_config_key_names_valid_keys() -> None:
-    from drivelab.perception.configs import config_from_dict
-    from drivelab.perception.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"unknown classifier training config key 'epoch'. Valid keys: epochs"):
+        from_mapping(ClassifierTrainConfig, {"epoch": 3}, "classifier training config")
+    assert from_mapping(ClassifierTrainConfig, {"epochs": 3}, "classifier training config").epochs == 3
 
-    with pytest.raises(ConfigError, match=r"unknown ClassifierTrainConfig key\(s\) \['epoch'\]; valid keys: epochs"):
-        config_from_dict(ClassifierTrainConfig, {"epoch": 3})
-    assert config_from_dict(ClassifierTrainConfig, {"epochs": 3}).epochs == 3
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"epochs": "20"}, r"'epochs' expects int, got '20'"),
+    ({"epochs": 0}, r"'epochs' must be in \[1, "),
+    ({"batch_size": 0}, r"'batch_size' must be in \[1, "),
+    ({"learning_rate": 0.0}, r"'learning_rate' must be in \(0, "),
+    ({"augment_shift_px": -4}, r"'augment_shift_px' must be in \[0, "),
+    ({"features_dim": 2.5}, r"'features_dim' expects int"),
+])
+def test_training_config_is_typed_and_bounded(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(ClassifierTrainConfig, values, "classifier training config")
+
+
+def test_training_refuses_a_directly_built_bad_config(tmp_path: Path) -> None:
+    """Bounds hold for configs built without the parser too, before anything is written."""
+    train = read_classification("digits", None, "train", resize_hw=(16, 16)).subset(np.arange(8))
+    with pytest.raises(ConfigError, match="'epochs' must be in"):
+        train_classifier(train, train, tmp_path / "run", ClassifierTrainConfig(epochs=0), progress=False)
+    assert not (tmp_path / "run").exists()

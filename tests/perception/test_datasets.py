@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pytest
 
 import drivelab.envs as de
 from drivelab.perception import datasets
-from drivelab.perception.datasets import DatasetConfig, affordance_labels, make_dataset
-from drivelab.perception.errors import ConfigError
+from drivelab.core.errors import ConfigError, DrivelabError
+from drivelab.perception.datasets import DatasetConfig, affordance_labels, make_dataset, mix_random_actions
 from drivelab.perception.readers import read_coco, read_label_csv, read_yolo
 
 TINY = DatasetConfig(frames=24, num_envs=4, chunk_steps=8, frame_every=2, warmup_steps=2, yolo=True, seed=5)
@@ -68,6 +69,16 @@ def test_files_and_ground_truth(tiny_dataset: Path) -> None:
     assert not (tiny_dataset / ".parts").exists()
 
 
+def test_random_actions_mix_with_the_drivers() -> None:
+    driver_actions = np.full(1000, 1)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(mix_random_actions(driver_actions, rng, 0.0), driver_actions)
+    mixed = mix_random_actions(driver_actions, rng, 0.5)
+    assert 0.33 < np.mean(mixed != 1) < 0.47  # 0.5 random x 4/5 of random actions differ from the driver's
+    random = mix_random_actions(driver_actions, np.random.default_rng(1), 1.0)
+    assert set(np.unique(random)) == {0, 1, 2, 3, 4}
+
+
 def test_reproducible_and_resumable(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     render = datasets._render_chunk
     calls = []
@@ -84,6 +95,22 @@ def test_reproducible_and_resumable(tiny_dataset: Path, tmp_path: Path, monkeypa
     assert not (tmp_path / "data" / "train.json").exists() and not (tmp_path / "data" / "dataset.json").exists()
     monkeypatch.setattr(datasets, "_render_chunk", render)
     make_dataset(TINY, tmp_path / "data", progress=False)
+    # Same config twice (here: once straight, once interrupted and resumed) -> the same files and labels.
     assert _file_bytes(tmp_path / "data") == _file_bytes(tiny_dataset)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(read_label_csv(tmp_path / "data" / f"{split}_labels.csv").labels,
+                                      read_label_csv(tiny_dataset / f"{split}_labels.csv").labels)
     with pytest.raises(ConfigError, match="other settings"):
         make_dataset(DatasetConfig(frames=30), tmp_path / "data", progress=False)
+
+
+@pytest.mark.parametrize("bad", [
+    {"env_id": "drivelab/highway-fats-v0"}, {"color": "rbg"}, {"width": 4}, {"backend": "nope"},
+    {"num_envs": 0}, {"random_action_prob": 2.0},
+])
+def test_refused_settings_leave_nothing_behind(tmp_path: Path, bad: dict) -> None:
+    settings = {**dataclasses.asdict(TINY), **bad}
+    settings["split_fractions"] = tuple(settings["split_fractions"])
+    with pytest.raises(DrivelabError):
+        make_dataset(DatasetConfig(**settings), tmp_path / "data", progress=False)
+    assert not (tmp_path / "data").exists()  # so the corrected command is not refused as "other settings"

@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from drivelab.core.errors import CheckpointError, ConfigError
+from drivelab.perception.centernet import CenterNet, DetectorConfig, checkpoint_spec as detector_spec
 from drivelab.perception.checkpoints import read_checkpoint, save_checkpoint
 from drivelab.perception.classify import Classifier, ClassifierConfig, load_classifier
 from drivelab.perception.classify import checkpoint_spec as classifier_spec
-from drivelab.perception.detect import CenterNet, DetectorConfig, checkpoint_spec as detector_spec
-from drivelab.perception.encoders import build_encoder
-from drivelab.perception.errors import CheckpointError, ConfigError
-from drivelab.perception.extractor import EncoderExtractor, load_encoder, random_shift, save_encoder
+from drivelab.perception.encoders import build_encoder, random_shift
+from drivelab.perception.extractor import EncoderExtractor, load_encoder, save_encoder
 
 SPACE = gym.spaces.Box(0, 255, (4, 64, 128), np.uint8)
 
@@ -36,6 +36,12 @@ def test_bad_encoder_options() -> None:
         build_encoder("resnet")
     with pytest.raises(ConfigError, match="at least 36x36"):
         build_encoder("nature", 1, 8, 8)
+    with pytest.raises(ConfigError, match="unknown encoder config key 'pool'. Valid keys: name, in_channels"):
+        build_encoder("fast", pool=(4, 8))
+    with pytest.raises(ConfigError, match="'features_dim' must be in"):
+        build_encoder("fast", features_dim=0)
+    with pytest.raises(ConfigError, match="'height' expects int"):
+        build_encoder("fast", height="64")
 
 
 def test_encoder_round_trip(tmp_path: Path) -> None:
@@ -140,6 +146,13 @@ def test_extractor_in_sb3_policy(tmp_path: Path) -> None:
             return self.observation_space.sample(), 0.0, False, True, {}
 
     env = make_vec_env(ImageEnv, n_envs=1, seed=0)
+    try:
+        _learn_with_extractors(env, tmp_path, PPO)
+    finally:
+        env.close()
+
+
+def _learn_with_extractors(env: object, tmp_path: Path, PPO: type) -> None:  # noqa: N803 - SB3's class
     policy_kwargs = {"features_extractor_class": EncoderExtractor,
                      "features_extractor_kwargs": {"encoder": "fast", "features_dim": 32, "frame_channels": 1,
                                                    "augment_shift_px": 2}}
