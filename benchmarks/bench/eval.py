@@ -10,6 +10,7 @@ their statistics must agree. Target: batched >= 50x faster.
 from __future__ import annotations
 
 import argparse
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
     """Add ``bench eval``'s arguments to ``parser``."""
-    parser.description = DESCRIPTION
+    parser.description = textwrap.fill(DESCRIPTION, 88)  # the table's formatter keeps line breaks
     parser.add_argument("--policy", default="baseline:idm", help="policy path or baseline:NAME (default %(default)s)")
     parser.add_argument("--env", default="drivelab/highway-fast-v0", help="scenario id (default %(default)s)")
     parser.add_argument("--episodes", type=int, default=100, help="protocol episodes per backend (default %(default)s)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ DESCRIPTION = (
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
     """Add ``bench leaderboard``'s arguments to ``parser``."""
-    parser.description = DESCRIPTION
+    parser.description = textwrap.fill(DESCRIPTION, 88)  # the table's formatter keeps line breaks
     parser.add_argument("--env", default="drivelab/highway-fast-v0", help="scenario id (default %(default)s)")
     parser.add_argument("--runs", type=Path, default=Path("runs/highway-camera"),
                         help="searched for PPO/DQN run directories (default %(default)s)")

@@ -7,6 +7,7 @@ Thin: parse, call ``drivelab.benchmarks.leaderboard`` (``submit``, ``pages``), p
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from drivelab.agents.evaluation import DEFAULT_NUM_ENVS
@@ -40,7 +41,7 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def _configure_eval(parser: argparse.ArgumentParser) -> None:
-    parser.description = EVAL_DESCRIPTION
+    parser.description = textwrap.fill(EVAL_DESCRIPTION, 88)  # the table's formatter keeps line breaks
     parser.add_argument("--policy", nargs="+", required=True, metavar="PATH|baseline:NAME",
                         help="policy file(s) or folder(s), one per training run of the same agent "
                         "(no file twice), or baseline:random|idle|idm")  # fmt: skip
@@ -75,7 +76,7 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
 
 
 def _configure_leaderboard(parser: argparse.ArgumentParser) -> None:
-    parser.description = LEADERBOARD_DESCRIPTION
+    parser.description = textwrap.fill(LEADERBOARD_DESCRIPTION, 88)  # the table's formatter keeps line breaks
     parser.add_argument("--env", default=None, help="only this scenario (an id the protocols know)")
     parser.add_argument("--protocol", default=None, help="only this protocol version")
     parser.add_argument("--format", default="table", choices=pages.FORMATS,
