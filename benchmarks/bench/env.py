@@ -1,4 +1,4 @@
-"""Environment throughput: highway-env vs drivelab's batched backend, in one invocation.
+"""`drivelab bench env`: environment throughput, highway-env vs drivelab's batched backend, in one invocation.
 
 Measures env-steps/s of highway-env 1.12.1 with its Kinematics and GrayscaleObservation
 observations (one env, the way it is usually stepped) and of drivelab's batched backend with
@@ -8,6 +8,7 @@ seeded uniform random actions; prints a table with the ratios and writes JSON wi
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from dataclasses import dataclass
@@ -18,10 +19,15 @@ import gymnasium
 import numpy as np
 
 import drivelab.envs as de
-from drivelab.core.files import write_json_atomic
+from drivelab.core.errors import ConfigError
+from drivelab.core.files import check_writable, write_json_atomic, write_text_atomic
 from drivelab.core.provenance import machine_info
 
 log = logging.getLogger(__name__)
+
+RESULTS = Path("benchmarks/results")
+# Scenarios both runners step: highway-env, and drivelab's envpool backend (the batched one).
+SCENARIOS = tuple(s.name for s in de.SCENARIOS.values() if s.envpool_id is not None)
 
 # highway-env's GrayscaleObservation as its documentation configures it: 128x64, 4 frames.
 HIGHWAY_ENV_GRAYSCALE = {
@@ -68,7 +74,8 @@ def measure_highway_env(scenario: str, observation: str, seconds: float, seed: i
 
 def measure_drivelab(scenario: str, observation: str, num_envs: int, seconds: float, seed: int = 0) -> Measurement:
     """Step drivelab's batched backend with random actions for about ``seconds`` (after warm-up)."""
-    env = de.make_vec(f"drivelab/{scenario}-v0", num_envs=num_envs, backend="envpool", observation=observation, seed=seed)
+    env = de.make_vec(f"drivelab/{scenario}-v0", num_envs=num_envs, backend="envpool", observation=observation,
+                      seed=seed)
     env.reset()
     rng = np.random.default_rng(seed)
     n = env.single_action_space.n
@@ -122,7 +129,8 @@ def run(scenarios: tuple[str, ...], num_envs: int, seconds: float, baseline_seco
 def format_table(result: dict[str, Any]) -> str:
     """Markdown table of env-steps/s and ratios."""
     lines = [
-        "| scenario | highway-env kinematics | highway-env grayscale | drivelab kinematics | drivelab camera 4x64x128 | camera / grayscale | kinematics / kinematics |",
+        "| scenario | highway-env kinematics | highway-env grayscale | drivelab kinematics "
+        "| drivelab camera 4x64x128 | camera / grayscale | kinematics / kinematics |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["table"]:
@@ -134,16 +142,48 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(scenarios: tuple[str, ...], num_envs: int, seconds: float, baseline_seconds: float, out: Path) -> dict[str, Any]:
-    result = run(scenarios, num_envs, seconds, baseline_seconds)
-    write_json_atomic(out, result)
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    """Arguments of ``drivelab bench env``."""
+    parser.description = __doc__.split("\n\n", 1)[1]
+    parser.add_argument("--scenarios", nargs="+", default=["highway-fast", "highway"], metavar="NAME",
+                        help=f"scenario names, of {', '.join(SCENARIOS)} (default: highway-fast highway)")
+    parser.add_argument("--num-envs", type=int, default=256,
+                        help="batch size of the drivelab runs (default %(default)s)")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="seconds per drivelab measurement (default %(default)s)")
+    parser.add_argument("--baseline-seconds", type=float, default=20.0,
+                        help="seconds per highway-env measurement (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "env_throughput.json",
+                        help="result JSON; the Markdown table goes beside it as .md (default %(default)s)")
+    parser.set_defaults(func=run_command)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad arguments before measuring anything."""
+    unknown = [name for name in args.scenarios if name not in SCENARIOS]
+    if unknown:
+        raise ConfigError(f"bench env cannot measure scenario {unknown[0]!r}: it needs both backends; "
+                          f"choose from {', '.join(SCENARIOS)}")
+    if args.num_envs < 1:
+        raise ConfigError(f"--num-envs must be at least 1, got {args.num_envs}")
+    for flag, value in (("--seconds", args.seconds), ("--baseline-seconds", args.baseline_seconds)):
+        if not 0 < value < float("inf"):
+            raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
+    check_writable(args.out)
+    check_writable(args.out.with_suffix(".md"))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Measure, write the JSON record and the Markdown table, print the table."""
+    check_args(args)
+    result = run(tuple(args.scenarios), args.num_envs, args.seconds, args.baseline_seconds)
+    write_json_atomic(args.out, result)
     table = format_table(result)
-    md = out.with_suffix(".md")
-    tmp = md.with_name(f".{md.name}.tmp")
+    md = args.out.with_suffix(".md")
     machine = result["machine"]
-    tmp.write_text(f"Env-steps/s, `{machine['command']}` on {machine['cpu']} ({machine['cpu_affinity']} cores), "
-                   f"{result['num_envs']} envs, commit {machine['git_commit'][:12]}, {machine['timestamp_utc']}.\n\n{table}\n")
-    tmp.replace(md)
+    write_text_atomic(md, f"Env-steps/s, `{machine['command']}` on {machine['cpu']} ({machine['cpu_affinity']} cores), "
+                          f"{result['num_envs']} envs, commit {machine['git_commit'][:12]}, "
+                          f"{machine['timestamp_utc']}.\n\n{table}\n")
     print(table)
-    print(f"wrote {out} and {md}")
-    return result
+    print(f"wrote {args.out} and {md}")
+    return 0

@@ -15,34 +15,57 @@ from typing import Any
 
 import numpy as np
 
-from drivelab.benchmarks.protocol import env_kwargs_from_spec, evaluate, load_policy
-from drivelab.core.files import write_json_atomic
+from drivelab.agents import env_kwargs_from_spec, load_policy
+from drivelab.agents.evaluation import evaluate
+from drivelab.agents.protocol import TRAIN_SEED_LIMIT, load_protocol
+from drivelab.core.errors import ConfigError
+from drivelab.core.files import check_writable, write_json_atomic, write_text_atomic
 from drivelab.core.provenance import machine_info
 
 RESULTS = Path("benchmarks/results")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """No top-level command; see ``register_bench``."""
-
-
-def register_bench(bench: argparse._SubParsersAction) -> None:
-    parser = bench.add_parser("pretrained", help="PPO with a pretrained perception encoder vs random init")
-    parser.add_argument("--encoder", type=Path, required=True, help="perception checkpoint (.safetensors)")
-    parser.add_argument("--env", default="drivelab/highway-fast-v0")
-    parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--episodes", type=int, default=100, help="protocol episodes per trained agent")
-    parser.add_argument("--backend", default="envpool", help="evaluation backend (recorded)")
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    """Arguments of ``drivelab bench pretrained``."""
+    parser.description = __doc__
+    parser.add_argument("--encoder", type=Path, required=True,
+                        help="perception checkpoint (.safetensors) whose backbone initialises the encoder")
+    parser.add_argument("--env", default="drivelab/highway-fast-v0", help="scenario id (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=100_000, help="PPO env steps per run (default %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                        help="training seeds; each trains both arms (default 0 1)")
+    parser.add_argument("--episodes", type=int, default=100,
+                        help="protocol episodes per trained agent (default %(default)s)")
+    parser.add_argument("--backend", default="envpool",
+                        help="evaluation backend, recorded with the results (default %(default)s)")
     parser.add_argument("--freeze", action="store_true", help="keep the encoder frozen in both arms")
     parser.add_argument("--camera", default="width=128,height=64,metres_per_pixel=0.5",
-                        help="the camera the encoder was trained on (default %(default)s)")
-    parser.add_argument("--runs", type=Path, default=Path("runs/pretrained"))
-    parser.add_argument("--out", type=Path, default=RESULTS / "pretrained_vs_random.json")
+                        help="the camera the encoder was trained on, KEY=VALUE,... (default %(default)s)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/pretrained"),
+                        help="folder of the run folders (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "pretrained_vs_random.json",
+                        help="result JSON; the Markdown table goes beside it as .md (default %(default)s)")
     parser.set_defaults(func=run)
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse bad arguments before the first (long) training run."""
+    if not args.encoder.is_file():
+        raise ConfigError(f"--encoder {args.encoder} is not a file; give a `drivelab perception` checkpoint")
+    if args.steps < 1 or args.episodes < 1:
+        raise ConfigError(f"--steps and --episodes must be at least 1, got {args.steps} and {args.episodes}")
+    bad = [seed for seed in args.seeds if not 0 <= seed < TRAIN_SEED_LIMIT]
+    if bad:
+        raise ConfigError(f"--seeds must lie in 0..{TRAIN_SEED_LIMIT - 1} (training seeds), got {bad[0]}")
+    load_protocol().check_backend(args.backend)
+    check_writable(args.runs, folder=True)
+    check_writable(args.out)
+    check_writable(args.out.with_suffix(".md"))
+
+
 def run(args: argparse.Namespace) -> int:
+    """Train both arms for every seed (through ``drivelab train``), evaluate, write JSON + Markdown."""
+    _check_args(args)
     dispatch = args.dispatch
     arms = {"pretrained": "true", "random_init": "false"}
     rows: list[dict[str, Any]] = []
@@ -59,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
             print("$ drivelab " + " ".join(argv), flush=True)
             if dispatch(argv) != 0:
                 return 2
-            policy, source = load_policy(str(run_dir), args.env)
+            policy = load_policy(str(run_dir), args.env)
             result = evaluate(policy, args.env, episodes=args.episodes, backend=args.backend,
-                              num_envs=args.episodes, env_kwargs=env_kwargs_from_spec(source.spec))
+                              num_envs=args.episodes, env_kwargs=env_kwargs_from_spec(policy.source.spec))
             returns = result.metric("episode_return")
             rows.append({"arm": arm, "seed": seed, "mean_return": float(returns.mean()),
                          "crash_rate": float(result.metric("crashed").mean()), "episodes": len(returns)})
@@ -80,10 +103,8 @@ def run(args: argparse.Namespace) -> int:
              f"encoder {'frozen' if args.freeze else 'fine-tuned'}; {args.episodes} protocol episodes per run "
              f"({args.backend} backend).", "", "| encoder | seed | mean return | crash rate |", "|---|---:|---:|---:|"]
     lines += [f"| {r['arm']} | {r['seed']} | {r['mean_return']:.2f} | {r['crash_rate']:.2f} |" for r in rows]
-    lines += [f"| **{arm}** (mean) | | **{s['mean_return']:.2f}** | **{s['crash_rate']:.2f}** |" for arm, s in summary.items()]
-    md = args.out.with_suffix(".md")
-    tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(md)
+    lines += [f"| **{arm}** (mean) | | **{s['mean_return']:.2f}** | **{s['crash_rate']:.2f}** |"
+              for arm, s in summary.items()]
+    write_text_atomic(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

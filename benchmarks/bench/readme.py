@@ -1,4 +1,4 @@
-"""Copy generated result tables into README.md between ``<!-- table:NAME -->`` markers.
+"""`drivelab bench readme`: copy generated result tables into README.md between ``<!-- table:NAME -->`` markers.
 
 Each ``benchmarks/results/NAME.md`` written by a benchmark script replaces the block
 ``<!-- table:NAME --> ... <!-- /table:NAME -->`` in README, so README numbers always come from
@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drivelab.envs.errors import DrivelabError
+from drivelab.core.errors import DrivelabError
+from drivelab.core.files import write_text_atomic
 
 
 def _train_speed_md(record: dict[str, Any]) -> str:
@@ -63,7 +64,11 @@ def table_for(name: str, results: Path) -> str | None:
     if md.exists():
         return md.read_text().strip()
     if js.exists() and name in FORMATTERS:
-        return FORMATTERS[name](json.loads(js.read_text()))
+        try:
+            record = json.loads(js.read_text())
+            return FORMATTERS[name](record)
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise DrivelabError(f"{js} is not a complete {name} result ({error}); re-run its benchmark") from None
     return None
 
 
@@ -78,20 +83,25 @@ def update(readme: Path, results: Path) -> list[str]:
         if body is None:
             continue
         pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)", re.S)
-        text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
         updated.append(name)
-    tmp = readme.with_name(f".{readme.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(readme)
+    write_text_atomic(readme, text)
     return updated
 
 
-def register_bench(bench: argparse._SubParsersAction) -> None:
-    parser = bench.add_parser("readme", help="copy result tables from benchmarks/results into README.md")
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
-    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
-    parser.set_defaults(func=lambda a: print("updated:", ", ".join(update(a.readme, a.results)) or "nothing") or 0)
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    """Arguments of ``drivelab bench readme``."""
+    parser.description = __doc__
+    parser.add_argument("--readme", type=Path, default=Path("README.md"),
+                        help="the README to update in place (default %(default)s)")
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"),
+                        help="folder of the benchmarks' NAME.md / NAME.json results (default %(default)s)")
+    parser.set_defaults(func=run)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """No top-level command; see ``register_bench``."""
+def run(args: argparse.Namespace) -> int:
+    """Update the README's tables and say which."""
+    if not args.results.is_dir():
+        raise DrivelabError(f"results folder {args.results} not found; run from the repository root")
+    print("updated:", ", ".join(update(args.readme, args.results)) or "nothing")
+    return 0

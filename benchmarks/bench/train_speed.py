@@ -1,4 +1,4 @@
-"""End-to-end PPO training speed on camera frames: drivelab vs SB3 on highway-env pixels.
+"""`drivelab bench train-speed`: end-to-end PPO training speed on camera frames, drivelab vs SB3 on highway-env pixels.
 
 Both sides run Stable-Baselines3 PPO with the same update settings (epochs, minibatch size,
 network heads) in one invocation, and the ratio is reported:
@@ -11,19 +11,16 @@ network heads) in one invocation, and the ratio is reported:
 Speed is env steps per second of ``learn`` (collection + forward passes + PPO updates),
 measured between rollout boundaries after the first rollout (numba/JIT warm-up excluded).
 
-    python -m drivelab.benchmarks.bench_train_speed --steps 8192 --baseline-steps 256
+    drivelab bench train-speed --steps 8192 --baseline-steps 256
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")  # highway-env renders through pygame
 
 import gymnasium
 import torch
@@ -32,9 +29,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from drivelab.agents import load_train_config, train
-from drivelab.agents.configs import parse_overrides
-from drivelab.benchmarks.bench_env import HIGHWAY_ENV_GRAYSCALE
-from drivelab.core.files import write_json_atomic
+from drivelab.benchmarks.bench.env import HIGHWAY_ENV_GRAYSCALE
+from drivelab.core.config import parse_overrides
+from drivelab.core.errors import ConfigError
+from drivelab.core.files import check_writable, write_json_atomic
 from drivelab.core.provenance import machine_info
 
 RESULTS = Path("benchmarks/results")
@@ -112,27 +110,35 @@ def run(env_id: str, steps: int, baseline_steps: int, overrides: dict[str, Any])
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by the script and ``drivelab bench train-speed``."""
-    parser.add_argument("--env", default="drivelab/highway-fast-v0")
-    parser.add_argument("--steps", type=int, default=8192, help="measured drivelab env steps")
-    parser.add_argument("--baseline-steps", type=int, default=256, help="measured highway-env env steps")
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    """Arguments of ``drivelab bench train-speed``."""
+    parser.description = __doc__.split("\n\n", 1)[1]
+    parser.add_argument("--env", default="drivelab/highway-fast-v0", help="scenario id (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=8192,
+                        help="measured drivelab env steps, after one warm-up rollout (default %(default)s)")
+    parser.add_argument("--baseline-steps", type=int, default=256,
+                        help="measured highway-env env steps, after one warm-up rollout (default %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="drivelab config override, e.g. ppo.n_envs=64 or camera.width=64")
+                        help="drivelab config override, e.g. ppo.n_envs=64 or camera.width=64 (repeatable)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "train_speed.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "train_speed.json",
+                        help="result JSON (default %(default)s)")
+    parser.set_defaults(func=run_command)
 
 
-def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+def run_command(args: argparse.Namespace) -> int:
+    """Check the arguments, measure both sides, write the JSON record and print the ratio."""
+    for flag, value in (("--steps", args.steps), ("--baseline-steps", args.baseline_steps)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    overrides = parse_overrides(args.set)
+    load_train_config(args.env, "ppo", overrides)  # an unknown or ill-typed key fails here, not after training
+    check_writable(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
-    record = run(args.env, args.steps, args.baseline_steps, parse_overrides(args.set))
+    record = run(args.env, args.steps, args.baseline_steps, overrides)
     write_json_atomic(args.out, record)
     drivelab, baseline = record["drivelab"], record["highway_env_baseline"]
     print(f"drivelab PPO camera: {drivelab['steps_per_s']:.0f} env-steps/s "
@@ -140,8 +146,4 @@ def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     print(f"SB3 + highway-env GrayscaleObservation: {baseline['steps_per_s']:.1f} env-steps/s "
           f"({baseline['steps']} steps in {baseline['seconds']:.1f} s)")
     print(f"speedup x{record['speedup']:.1f} -> {args.out}")
-    return record
-
-
-if __name__ == "__main__":
-    main()
+    return 0

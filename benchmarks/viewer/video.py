@@ -1,8 +1,9 @@
-"""MP4 and PNG writing (imageio-ffmpeg, OpenCV), always through a temporary file and a rename."""
+"""MP4 and PNG writing (imageio-ffmpeg, OpenCV), atomically through ``drivelab.core.files``."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -10,16 +11,31 @@ import cv2
 import imageio.v2 as imageio
 import numpy as np
 
-from drivelab.envs.errors import DrivelabError
+from drivelab.core.errors import OutputPathError
+from drivelab.core.files import atomic_output, check_writable
 
 
-def _check_writable(path: Path) -> None:
+def check_video_path(path: str | Path) -> Path:
+    """Check, before any rendering, that ``path`` is a writable ``.mp4`` file path.
+
+    Raises:
+        OutputPathError: not an .mp4 name, a folder, or not writable.
+    """
+    path = check_writable(path)
+    if path.suffix.lower() != ".mp4":
+        raise OutputPathError(f"{path}: videos are written as MP4; give a path ending in .mp4")
+    # Permission bits cannot tell everything (/proc, read-only mounts, running as root): create and
+    # remove a file where the video's folder is or would be created. TODO: move into check_writable.
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=parent, prefix=".drivelab-probe.")
     except OSError as error:
-        raise DrivelabError(f"cannot create the folder for {path}: {error.strerror}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise DrivelabError(f"cannot write {path}: its folder is not writable")
+        raise OutputPathError(f"cannot write {path}: {error.strerror or error}; choose another path") from None
+    os.close(handle)
+    os.unlink(probe)
+    return path
 
 
 def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> Path:
@@ -27,34 +43,27 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> Pat
 
     Sizes are padded to even numbers as yuv420p requires. Returns the path.
     """
-    path = Path(path)
-    _check_writable(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    writer = imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p", quality=8)
-    try:
-        for frame in frames:
-            h, w = frame.shape[:2]
-            if h % 2 or w % 2:
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
-            writer.append_data(frame)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    writer.close()
-    os.replace(tmp, path)
+    path = check_writable(path)
+    with atomic_output(path) as tmp:
+        writer = imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p", quality=8)
+        try:
+            for frame in frames:
+                h, w = frame.shape[:2]
+                if h % 2 or w % 2:
+                    frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
+                writer.append_data(frame)
+        finally:
+            writer.close()
     return path
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
     """Write an RGB (H, W, 3) or gray (H, W) uint8 image as PNG."""
-    path = Path(path)
-    _check_writable(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    path = check_writable(path)
     bgr = image[..., ::-1] if image.ndim == 3 else image
-    if not cv2.imwrite(str(tmp), np.ascontiguousarray(bgr)):
-        raise DrivelabError(f"could not encode {path}")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(bgr)):
+            raise OutputPathError(f"could not encode {path} as PNG")
     return path
 
 

@@ -1,4 +1,12 @@
-"""Watching: smooth videos with every simulation frame, a HUD and the agent's camera, as MP4."""
+"""Watching: smooth videos with every simulation frame, a HUD and the agent's camera, as MP4,
+or a pygame window when there is a display."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
@@ -7,7 +15,9 @@ import pytest
 import drivelab.envs as de
 from drivelab.agents.policies import make_baseline
 from drivelab.benchmarks import cli
-from drivelab.benchmarks.watch import record_episode, watch_episode
+from drivelab.benchmarks.viewer.episode import record_episode, watch_episode
+
+DRIVELAB = [sys.executable, "-c", "import sys; from drivelab.benchmarks.cli import main; sys.exit(main())"]
 
 
 def test_recorded_mp4_has_every_simulation_frame(tmp_path):
@@ -46,10 +56,64 @@ def test_watch_cli_records_headless(tmp_path, capsys):
 
 
 def test_watch_cli_rejects_unknown_overlay_and_policy(tmp_path, capsys):
-    assert cli.main(["watch", "--policy", "baseline:idle", "--overlay", "xray", "--record", str(tmp_path / "a.mp4")]) == 2
+    record = str(tmp_path / "a.mp4")
+    assert cli.main(["watch", "--policy", "baseline:idle", "--overlay", "xray", "--record", record]) == 2
     assert "unknown overlay" in capsys.readouterr().err
     assert cli.main(["watch", "--policy", "baseline:nobody", "--record", str(tmp_path / "a.mp4")]) == 2
     assert "baseline" in capsys.readouterr().err
+
+
+def test_watch_episode_is_the_evaluated_episode():
+    from drivelab.agents.evaluation import evaluate
+
+    policy = make_baseline("idm")
+    episode = watch_episode(policy, "drivelab/highway-fast-v0", seed=4, config={"duration": 8})
+    (record,) = evaluate(policy, "drivelab/highway-fast-v0", seeds=[4], backend="highway-env",
+                         env_kwargs={"config": {"duration": 8}}).episodes
+    assert episode.driving["return"] == pytest.approx(record.episode_return)
+    assert episode.driving["length"] == record.length and episode.driving["crashed"] == record.crashed
+
+
+def test_watch_without_a_display_records_an_mp4(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert cli.main(["watch", "--policy", "baseline:idle", "--seed", "3", "--set", "duration=8"]) == 0
+    assert "wrote runs/watch/highway-fast-v0-seed3.mp4" in capsys.readouterr().out
+    assert len(imageio.mimread(tmp_path / "runs/watch/highway-fast-v0-seed3.mp4", memtest=False)) > 5
+
+
+@pytest.fixture
+def virtual_display():
+    """A virtual X display (Xvfb) on a free display number; skipped only when Xvfb is not installed."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Xvfb not installed (Debian: apt-get install xvfb; .ci/run installs it)")
+    number = 100 + os.getpid() % 800
+    while Path(f"/tmp/.X{number}-lock").exists() or Path(f"/tmp/.X11-unix/X{number}").exists():
+        number += 1
+    server = subprocess.Popen([xvfb, f":{number}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not Path(f"/tmp/.X11-unix/X{number}").exists():
+        assert server.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
+        time.sleep(0.1)
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_watch_opens_a_window_when_a_display_exists(virtual_display, tmp_path):
+    # As on a desktop: a display, and no SDL_VIDEODRIVER (the tests' own offscreen setting is removed).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_")}
+    env["DISPLAY"] = virtual_display
+    argv = ["watch", "--policy", "baseline:idm", "--episodes", "1", "--set", "duration=8"]  # an 8-step episode
+    completed = subprocess.run([*DRIVELAB, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    # the window path: a real X11 window was opened (the log names SDL's driver), and no MP4 written
+    assert "in a window" in completed.stderr and "SDL video driver x11" in completed.stderr, completed.stderr
+    assert "seed 0: return" in completed.stdout
+    assert not list(tmp_path.rglob("*.mp4"))
 
 
 def test_eval_records_failure_videos_that_replay_the_evaluated_episodes(tmp_path):
