@@ -28,7 +28,12 @@ from drivelab.core.config import bounded
 from drivelab.core.errors import ConfigError
 from drivelab.perception.checkpoints import load_model, model_spec
 from drivelab.perception.encoders import (
-    MAX_CHANNELS, MAX_SIDE_PX, MAX_WIDTH_MULT, CenterNetTrunk, EncoderSpec, frames_to_float,
+    MAX_CHANNELS,
+    MAX_SIDE_PX,
+    MAX_WIDTH_MULT,
+    CenterNetTrunk,
+    EncoderSpec,
+    frames_to_float,
 )
 
 HEATMAP_PRIOR = 0.01  # initial foreground probability: keeps the focal loss stable at step 0

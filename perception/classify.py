@@ -23,7 +23,12 @@ from drivelab.core.files import atomic_output, ensure_dir, write_json_atomic, wr
 from drivelab.core.provenance import machine_info
 from drivelab.perception.checkpoints import load_model, model_spec, save_checkpoint
 from drivelab.perception.encoders import (
-    MAX_CHANNELS, MAX_FEATURES_DIM, MAX_SIDE_PX, ConvEncoder, EncoderSpec, random_shift,
+    MAX_CHANNELS,
+    MAX_FEATURES_DIM,
+    MAX_SIDE_PX,
+    ConvEncoder,
+    EncoderSpec,
+    random_shift,
 )
 from drivelab.perception.errors import DatasetError
 from drivelab.perception.images import ClassificationDataset, check_labels

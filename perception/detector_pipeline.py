@@ -18,7 +18,13 @@ from drivelab.core.config import bounded, from_mapping, to_plain
 from drivelab.core.files import atomic_output, ensure_dir, write_json_atomic
 from drivelab.core.provenance import machine_info
 from drivelab.perception.centernet import (
-    CenterNet, DetectorConfig, TargetConfig, checkpoint_spec, decode, detection_loss, encode_targets,
+    CenterNet,
+    DetectorConfig,
+    TargetConfig,
+    checkpoint_spec,
+    decode,
+    detection_loss,
+    encode_targets,
 )
 from drivelab.perception.checkpoints import save_checkpoint
 from drivelab.perception.classify import images_to_tensor

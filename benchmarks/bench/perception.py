@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from drivelab.benchmarks.cli.perception import HelpFormatter
 from drivelab.core.config import from_mapping
 from drivelab.core.errors import ConfigError
 from drivelab.core.files import check_writable, write_json_atomic
@@ -39,7 +40,6 @@ from drivelab.perception.datasets import DatasetConfig, make_dataset
 from drivelab.perception.detector_pipeline import DetectorTrainConfig, evaluate_detector, train_detector
 from drivelab.perception.export import export_and_check, frames_per_second
 from drivelab.perception.readers import read_classification, read_detection
-
 
 TARGETS = {"detector_AP50": 0.95, "detector_AP": 0.70, "affordance_macro_f1": 0.95, "digits_accuracy": 0.98,
            "classifier_frames_per_s": 2000.0}
@@ -130,15 +130,16 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
     """Add the options of ``bench perception`` and its run function."""
     parser.description = __doc__
-    parser.add_argument("--frames", type=int, default=6000, help="frames over train/val/test, 80/10/10 (default %(default)s)")
-    parser.add_argument("--detector-epochs", type=int, default=20, help="detector training epochs (default %(default)s)")
+    parser.formatter_class = HelpFormatter
+    parser.add_argument("--frames", type=int, default=6000, help="frames over train/val/test, 80/10/10")
+    parser.add_argument("--detector-epochs", type=int, default=20, help="detector training epochs")
     parser.add_argument("--classifier-epochs", type=int, default=15,
-                        help="affordance and digits classifier epochs (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime CPU threads (default %(default)s)")
-    parser.add_argument("--batch", type=int, default=256, help="frames per batch in the throughput runs (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset and training seed (default %(default)s)")
-    parser.add_argument("--work", default="runs/bench_perception", help="dataset and run folders (default %(default)s)")
-    parser.add_argument("--out", default="benchmarks/results/perception.json", help="result JSON (default %(default)s)")
+                        help="affordance and digits classifier epochs")
+    parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime CPU threads")
+    parser.add_argument("--batch", type=int, default=256, help="frames per batch in the throughput runs")
+    parser.add_argument("--seed", type=int, default=0, help="dataset and training seed")
+    parser.add_argument("--work", default="runs/bench_perception", help="dataset and run folders")
+    parser.add_argument("--out", default="benchmarks/results/perception.json", help="result JSON")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (not a result)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)

@@ -24,7 +24,12 @@ from drivelab.core.files import atomic_output, check_writable, write_json_atomic
 from drivelab.perception.centernet import load_detector
 from drivelab.perception.checkpoints import read_checkpoint
 from drivelab.perception.classify import (
-    Classifier, ClassifierTrainConfig, evaluate_classifier, load_classifier, split_dataset, train_classifier,
+    Classifier,
+    ClassifierTrainConfig,
+    evaluate_classifier,
+    load_classifier,
+    split_dataset,
+    train_classifier,
 )
 from drivelab.perception.coco_eval import stats_table
 from drivelab.perception.datasets import CAMERA_KEYS, DatasetConfig, make_dataset
@@ -43,6 +48,16 @@ EPILOG = """examples:
   drivelab perception train-classifier --format digits --resize 32x32 --out runs/digits
 """
 MAX_THREADS = 1024
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and shows the default of every option that has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
 
 
 def _key_values(text: str) -> dict[str, Any]:
@@ -258,7 +273,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
 
 def _progress(parser: argparse.ArgumentParser) -> None:
@@ -273,21 +288,21 @@ def _classification_args(parser: argparse.ArgumentParser) -> None:
 
 def add_make_dataset(parser: argparse.ArgumentParser) -> None:
     defaults = DatasetConfig()
-    parser.add_argument("--env", default=defaults.env_id, help="scenario id (default %(default)s)")
-    parser.add_argument("--camera", help="camera settings, e.g. width=128,height=64,metres_per_pixel=0.5,color=grayscale")
+    parser.add_argument("--env", default=defaults.env_id, help="scenario id")
+    parser.add_argument("--camera",
+                        help="camera settings, e.g. width=128,height=64,metres_per_pixel=0.5,color=grayscale")
     parser.add_argument("--frames", type=int, default=defaults.frames,
-                        help="total frames over train/val/test, split 80/10/10 (default %(default)s)")
+                        help="total frames over train/val/test, split 80/10/10")
     parser.add_argument("--out", required=True, help="output folder (an interrupted run there resumes)")
     parser.add_argument("--num-envs", type=int, default=defaults.num_envs,
-                        help="environments stepped together (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="offsets every scene seed (default %(default)s)")
+                        help="environments stepped together")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="offsets every scene seed")
     parser.add_argument("--backend", default=defaults.backend,
-                        help="simulator backend: auto, envpool or highway-env (default %(default)s)")
+                        help="simulator backend: auto, envpool or highway-env")
     parser.add_argument("--frame-every", type=int, default=defaults.frame_every,
-                        help="record every k-th step (default %(default)s)")
+                        help="record every k-th step")
     parser.add_argument("--random-action-prob", type=float, default=defaults.random_action_prob,
-                        help="chance per step of a random action instead of the IDM/MOBIL driver's, in [0, 1] "
-                             "(default %(default)s)")
+                        help="chance per step of a random action instead of the IDM/MOBIL driver's, in [0, 1]")
     parser.add_argument("--yolo", action="store_true", help="also write YOLO txt labels and data.yaml")
     _progress(parser)
 
@@ -296,19 +311,19 @@ def add_train_classifier(parser: argparse.ArgumentParser) -> None:
     defaults = ClassifierTrainConfig()
     _classification_args(parser)
     parser.add_argument("--out", required=True, help="run folder (checkpoints, tb/, run.json)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the data (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the data")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
     parser.add_argument("--lr", type=float, default=defaults.learning_rate,
-                        help="peak AdamW learning rate (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds weights and shuffling (default %(default)s)")
+                        help="peak AdamW learning rate")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds weights and shuffling")
     parser.add_argument("--encoder", default=defaults.encoder, choices=TRUNK_NAMES,
-                        help="CNN trunk (default %(default)s)")
+                        help="CNN trunk")
     parser.add_argument("--features-dim", type=int, default=defaults.features_dim,
-                        help="encoder output size (default %(default)s)")
+                        help="encoder output size")
     parser.add_argument("--augment-shift-px", type=int, default=defaults.augment_shift_px,
-                        help="random-shift augmentation in px, 0 = off (default %(default)s)")
+                        help="random-shift augmentation in px, 0 = off")
     parser.add_argument("--val-fraction", type=float, default=0.2,
-                        help="share held out for validation when there is no val split (default %(default)s)")
+                        help="share held out for validation when there is no val split")
     _threads(parser)
     _progress(parser)
 
@@ -316,7 +331,7 @@ def add_train_classifier(parser: argparse.ArgumentParser) -> None:
 def add_eval_classifier(parser: argparse.ArgumentParser) -> None:
     _classification_args(parser)
     parser.add_argument("--checkpoint", required=True, help="classifier checkpoint (.safetensors)")
-    parser.add_argument("--split", default="test", help="split to evaluate (default %(default)s)")
+    parser.add_argument("--split", default="test", help="split to evaluate")
     parser.add_argument("--out", required=True, help="folder for metrics.json, report.txt, confusion_matrix.png")
     _threads(parser)
 
@@ -326,17 +341,17 @@ def add_train_detector(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="make-dataset folder, COCO json or YOLO data.yaml")
     parser.add_argument("--val", help="validation COCO json when --data is a json")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, tb/, run.json)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the data (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the data")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
     parser.add_argument("--lr", type=float, default=defaults.learning_rate,
-                        help="peak AdamW learning rate (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds weights and shuffling (default %(default)s)")
+                        help="peak AdamW learning rate")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seeds weights and shuffling")
     parser.add_argument("--output-stride", type=int, default=defaults.output_stride, choices=(2, 4),
-                        help="heatmap stride in px (default %(default)s)")
+                        help="heatmap stride in px")
     parser.add_argument("--width-mult", type=int, default=defaults.width_mult,
-                        help="backbone width (default %(default)s)")
+                        help="backbone width")
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every,
-                        help="validate every N epochs (default %(default)s)")
+                        help="validate every N epochs")
     _threads(parser)
     _progress(parser)
 
@@ -344,7 +359,7 @@ def add_train_detector(parser: argparse.ArgumentParser) -> None:
 def add_eval_detector(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="detector checkpoint (.safetensors)")
     parser.add_argument("--data", required=True, help="make-dataset folder, COCO json or YOLO data.yaml")
-    parser.add_argument("--split", default="test", help="split to evaluate (default %(default)s)")
+    parser.add_argument("--split", default="test", help="split to evaluate")
     parser.add_argument("--out", required=True, help="folder for metrics.json and pr_curve.png")
     _threads(parser)
 
@@ -352,12 +367,12 @@ def add_eval_detector(parser: argparse.ArgumentParser) -> None:
 def add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="detector checkpoint (.safetensors)")
     parser.add_argument("--images", required=True, help="image file, image folder, or dataset (with --split)")
-    parser.add_argument("--split", default="test", help="dataset split to read (default %(default)s)")
+    parser.add_argument("--split", default="test", help="dataset split to read")
     parser.add_argument("--limit", type=int, help="first N frames only (N >= 1)")
     parser.add_argument("--out", required=True, help="output folder for PNGs, or a .mp4 file")
     parser.add_argument("--score-threshold", type=float, default=0.3,
-                        help="draw detections scoring at least this, in [0, 1] (default %(default)s)")
-    parser.add_argument("--fps", type=int, default=10, help="frames per second of an .mp4 (default %(default)s)")
+                        help="draw detections scoring at least this, in [0, 1]")
+    parser.add_argument("--fps", type=int, default=10, help="frames per second of an .mp4")
     _threads(parser)
 
 
@@ -372,10 +387,10 @@ def add_explain(parser: argparse.ArgumentParser) -> None:
 def add_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="classifier or detector checkpoint")
     parser.add_argument("--out", required=True, help="folder for model.onnx, model.int8.onnx, export.json")
-    parser.add_argument("--batch", type=int, default=256, help="frames per timed batch (default %(default)s)")
+    parser.add_argument("--batch", type=int, default=256, help="frames per timed batch")
     parser.add_argument("--atol", type=float, default=1e-4,
-                        help="largest accepted |torch - onnxruntime| of the float model (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime CPU threads (default 1)")
+                        help="largest accepted |torch - onnxruntime| of the float model")
+    parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime CPU threads")
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
@@ -394,5 +409,6 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     """Add the arguments of ``command`` (e.g. ``"perception make-dataset"``) and its run function."""
     add_arguments, run = COMMANDS[command.split()[-1]]
     parser.epilog = EPILOG
+    parser.formatter_class = HelpFormatter
     add_arguments(parser)
     parser.set_defaults(func=run)

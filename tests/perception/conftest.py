@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from perception_helpers import draw_frames, write_coco_dataset
 
 

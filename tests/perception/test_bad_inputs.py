@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from perception_helpers import draw_frames, write_coco_dataset
 
 from drivelab.perception.centernet import CenterNet, DetectorConfig, checkpoint_spec
 from drivelab.perception.checkpoints import save_checkpoint
-from perception_helpers import draw_frames, write_coco_dataset
 
 # The `drivelab` console script, run with this interpreter.
 CLI = [sys.executable, "-c", "import sys; from drivelab.benchmarks.cli import main; sys.exit(main())"]

@@ -11,10 +11,18 @@ import torch
 from drivelab.core.config import from_mapping
 from drivelab.core.errors import CheckpointError, ConfigError
 from drivelab.perception.centernet import (
-    CenterNet, DetectorConfig, checkpoint_spec, decode, encode_targets, focal_loss, load_detector, nms,
+    CenterNet,
+    DetectorConfig,
+    checkpoint_spec,
+    decode,
+    encode_targets,
+    focal_loss,
+    load_detector,
+    nms,
 )
 from drivelab.perception.checkpoints import save_checkpoint
-from drivelab.perception.classify import Classifier, ClassifierConfig, checkpoint_spec as classifier_spec
+from drivelab.perception.classify import Classifier, ClassifierConfig
+from drivelab.perception.classify import checkpoint_spec as classifier_spec
 from drivelab.perception.detector_pipeline import DetectorTrainConfig
 
 

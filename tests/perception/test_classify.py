@@ -7,16 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from perception_helpers import draw_frames
 from sklearn.metrics import accuracy_score, f1_score
 
 from drivelab.core.config import from_mapping
 from drivelab.core.errors import CheckpointError, ConfigError
 from drivelab.perception.classify import (
-    ClassifierTrainConfig, evaluate_classifier, load_classifier, predict_scores, train_classifier,
+    ClassifierTrainConfig,
+    evaluate_classifier,
+    load_classifier,
+    predict_scores,
+    train_classifier,
 )
 from drivelab.perception.errors import DatasetError
 from drivelab.perception.readers import ClassificationDataset, read_classification
-from perception_helpers import draw_frames
 
 
 def test_digits_reach_high_accuracy(tmp_path: Path) -> None:

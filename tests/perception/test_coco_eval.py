@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from drivelab.perception.coco_eval import (
-    STAT_NAMES, evaluate_coco, evaluate_with_pycocotools, save_pr_curve,
+    STAT_NAMES,
+    evaluate_coco,
+    evaluate_with_pycocotools,
+    save_pr_curve,
 )
 
 GT_BOXES = [  # image id, category, [x, y, w, h]

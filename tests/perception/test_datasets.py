@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import drivelab.envs as de
-from drivelab.perception import datasets
 from drivelab.core.errors import ConfigError, DrivelabError
+from drivelab.perception import datasets
 from drivelab.perception.datasets import DatasetConfig, affordance_labels, make_dataset, mix_random_actions
 from drivelab.perception.readers import read_coco, read_label_csv, read_yolo
 

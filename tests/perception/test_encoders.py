@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from drivelab.core.errors import CheckpointError, ConfigError
-from drivelab.perception.centernet import CenterNet, DetectorConfig, checkpoint_spec as detector_spec
+from drivelab.perception.centernet import CenterNet, DetectorConfig
+from drivelab.perception.centernet import checkpoint_spec as detector_spec
 from drivelab.perception.checkpoints import read_checkpoint, save_checkpoint
 from drivelab.perception.classify import Classifier, ClassifierConfig, load_classifier
 from drivelab.perception.classify import checkpoint_spec as classifier_spec

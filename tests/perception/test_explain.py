@@ -12,7 +12,14 @@ from drivelab.perception.centernet import CenterNet, DetectorConfig
 from drivelab.perception.classify import Classifier, ClassifierConfig
 from drivelab.perception.encoders import build_encoder
 from drivelab.perception.explain import (
-    cam_layer, classifier_target, detector_target, explain_panel, feature_norm_target, grad_cam, overlay, saliency,
+    cam_layer,
+    classifier_target,
+    detector_target,
+    explain_panel,
+    feature_norm_target,
+    grad_cam,
+    overlay,
+    saliency,
 )
 
 

@@ -11,12 +11,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from perception_helpers import draw_frames, write_coco_dataset
+
 from drivelab.perception.errors import DatasetError
 from drivelab.perception.readers import (
-    load_digits_dataset, read_cifar10, read_classification, read_coco, read_image, read_image_folder,
-    read_label_csv, read_mnist, read_yolo,
+    load_digits_dataset,
+    read_cifar10,
+    read_classification,
+    read_coco,
+    read_image,
+    read_image_folder,
+    read_label_csv,
+    read_mnist,
+    read_yolo,
 )
 
 
