@@ -3,6 +3,7 @@
 No argparse here: everything is callable from Python.
 
 - ``store``: ``Leaderboard`` (the SQLite board), ``EntryMetadata``, ``RunRecord``, ``StoredEntry``.
+- ``schema``: the SQLite schema (version 2: entries owned by their identity) and the migration from 1.
 - ``stats``: mean, IQM and stratified-bootstrap confidence intervals (Agarwal et al. 2021).
 - ``pages``: ranking, terminal table, Markdown, CSV and a static HTML folder.
 - ``submit``: evaluate policies under the protocol and submit them, in one call

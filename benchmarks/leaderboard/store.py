@@ -49,78 +49,23 @@ import numpy as np
 
 from drivelab.agents.evaluation import EpisodeRecord
 from drivelab.agents.protocol import ProtocolError, load_protocol
+from drivelab.benchmarks.leaderboard.schema import (
+    IDENTITY,
+    SCHEMA_VERSION,
+    TABLES,
+    create_schema,
+    migrate_from_v1,
+)
 from drivelab.core.errors import DrivelabError, OutputPathError
 from drivelab.core.files import check_writable, ensure_dir, sha256_bytes
 
 DEFAULT_DB_PATH = Path("runs/leaderboard.db")
-SCHEMA_VERSION = 2  # stored in PRAGMA user_version; 1: entries unique on the policy digest
-IDENTITY = ("submitter", "agent_name", "env_id", "protocol_version", "backend")
 T = TypeVar("T")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_S = 60.0  # how long one statement waits for another writer
 _RETRIES = 8  # whole-transaction retries after the busy timeout ran out
 
-_SCHEMA = """
-CREATE TABLE entries (
-    id INTEGER PRIMARY KEY,
-    env_id TEXT NOT NULL,
-    protocol_version TEXT NOT NULL,
-    policy_sha256 TEXT NOT NULL,
-    submitter TEXT NOT NULL,
-    agent_name TEXT NOT NULL,
-    algorithm TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    config_json TEXT NOT NULL,
-    package_versions_json TEXT NOT NULL,
-    git_commit TEXT NOT NULL,
-    training_steps INTEGER,
-    training_wall_s REAL,
-    hardware TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    protocol_episodes INTEGER,
-    UNIQUE (submitter, agent_name, env_id, protocol_version, backend)
-);
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY,
-    entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
-    run_index INTEGER NOT NULL,
-    policy_sha256 TEXT NOT NULL,
-    policy_label TEXT NOT NULL,
-    training_seed INTEGER,
-    UNIQUE (entry_id, run_index)
-);
-CREATE TABLE episodes (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    episode_index INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    episode_return REAL,
-    length INTEGER NOT NULL,
-    crashed INTEGER NOT NULL,
-    success INTEGER NOT NULL,
-    mean_speed REAL,
-    distance_m REAL,
-    lane_changes INTEGER NOT NULL,
-    right_lane_share REAL,
-    on_road_share REAL,
-    max_abs_jerk REAL,
-    failed INTEGER NOT NULL,
-    video_path TEXT,
-    UNIQUE (run_id, episode_index)
-);
-CREATE INDEX runs_by_entry ON runs(entry_id);
-CREATE INDEX episodes_by_run ON episodes(run_id);
-"""
-_TABLES = ("entries", "runs", "episodes")
 _EPISODE_COLUMNS = tuple(f.name for f in fields(EpisodeRecord))  # index, seed, ... video_path
-# Entry columns of schema 1; schema 2 adds protocol_episodes and changes the UNIQUE key.
-_V1_ENTRY_COLUMNS = (
-    "id", "env_id", "protocol_version", "policy_sha256", "submitter", "agent_name", "algorithm",
-    "backend", "config_hash", "config_json", "package_versions_json", "git_commit",
-    "training_steps", "training_wall_s", "hardware", "created_at", "updated_at",
-)  # fmt: skip
 
 
 class LeaderboardError(DrivelabError, RuntimeError):
@@ -278,10 +223,7 @@ def _create_board(path: Path, busy_timeout_s: float) -> None:
         try:
             connection.execute("PRAGMA journal_mode = WAL")  # stored in the file's header
             connection.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            create_schema(connection)
             connection.execute("COMMIT")
         finally:
             connection.close()
@@ -421,7 +363,7 @@ class Leaderboard:
         return int(version), tables
 
     def _check_is_leaderboard(self, version: int, tables: set[str]) -> None:
-        if version not in (1, SCHEMA_VERSION) or not set(_TABLES) <= tables:
+        if version not in (1, SCHEMA_VERSION) or not set(TABLES) <= tables:
             raise LeaderboardError(
                 f"{self.path} is not a drivelab leaderboard of schema {SCHEMA_VERSION} "
                 f"(user_version {version}, tables {sorted(tables)}); it was left untouched. "
@@ -453,41 +395,10 @@ class Leaderboard:
                 version, tables = self._schema_state()  # another process may have migrated it
                 self._check_is_leaderboard(version, tables)
                 if version == 1:
-                    self._migrate_from_v1()
+                    migrate_from_v1(connection, protocol_episodes)
         finally:
             connection.execute("PRAGMA foreign_keys = ON")
         return SCHEMA_VERSION
-
-    def _migrate_from_v1(self) -> None:
-        """Schema 1 -> 2, in the caller's transaction: entries get owned by their identity.
-
-        Schema 1 entries were unique on (policy digest, protocol, scenario), so two of them may
-        share an identity (e.g. an agent re-submitted with new weights). None is dropped: the
-        newest keeps the name, older ones get `` (entry ID)`` appended to their agent name.
-        """
-        connection = self._connection
-        same_identity = " AND ".join(f"newer.{c} = entries.{c}" for c in IDENTITY)
-        connection.execute(
-            "UPDATE entries SET agent_name = agent_name || ' (entry ' || id || ')' WHERE EXISTS ("
-            f"SELECT 1 FROM entries AS newer WHERE {same_identity} AND (newer.updated_at > "
-            "entries.updated_at OR (newer.updated_at = entries.updated_at AND newer.id > entries.id)))"
-        )
-        entries_v2 = next(s for s in _SCHEMA.split(";") if "CREATE TABLE entries" in s)
-        connection.execute(entries_v2.replace("CREATE TABLE entries", "CREATE TABLE entries_v2"))
-        columns = ", ".join(_V1_ENTRY_COLUMNS)
-        connection.execute(f"INSERT INTO entries_v2 ({columns}) SELECT {columns} FROM entries")
-        connection.execute("DROP TABLE entries")
-        connection.execute("ALTER TABLE entries_v2 RENAME TO entries")
-        versions = [row[0] for row in connection.execute("SELECT DISTINCT protocol_version FROM entries")]
-        for version in versions:
-            connection.execute(
-                "UPDATE entries SET protocol_episodes = ? WHERE protocol_version = ?",
-                (protocol_episodes(version), version),
-            )
-        problems = connection.execute("PRAGMA foreign_key_check").fetchall()
-        if problems:
-            raise LeaderboardError(f"migrating {self.path} to schema {SCHEMA_VERSION} failed: {problems[:3]}")
-        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def submit(self, metadata: EntryMetadata, runs: Sequence[RunRecord]) -> Submission:
         """Store an entry with its runs and episodes in one transaction.
@@ -573,7 +484,7 @@ class Leaderboard:
         """Number of rows in each table."""
         return {
             table: int(self._connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-            for table in _TABLES
+            for table in TABLES
         }
 
     def entries(
