@@ -9,11 +9,12 @@ sits at ``ego_position`` (fractions of width and height) snapped to the road ras
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from drivelab.envs.errors import ConfigError
-from drivelab.envs.raster import render_frames
+from drivelab.envs.raster import render_frames, render_frames_rotated
 from drivelab.envs.road import OFFROAD_RGB, RoadRaster, to_gray
 from drivelab.envs.states import VehicleBatch
 
@@ -37,6 +38,10 @@ class CameraConfig:
         ego_position: where the ego sits, as fractions of (width, height); 0.3 shows more road
             ahead than behind, as highway-env's default centering does.
         ground_truth: also return per-frame boxes, classes, track ids and distances.
+        align: ``"world"`` (the frame's x axis is the world's: highway-env's view) or
+            ``"heading"`` (the frame turns with the ego, which always points right: for roads
+            that curve or cross, where a world-aligned view shows mostly off-road). ``"auto"``
+            takes the scenario's default (``drivelab.envs.Scenario.camera_align``).
     """
 
     width: int = 128
@@ -46,6 +51,7 @@ class CameraConfig:
     stack: int = 4
     ego_position: tuple[float, float] = (0.3, 0.5)
     ground_truth: bool = False
+    align: Literal["auto", "world", "heading"] = "auto"
 
     def __post_init__(self) -> None:
         if not (8 <= self.width <= MAX_FRAME_SIDE_PX and 8 <= self.height <= MAX_FRAME_SIDE_PX):
@@ -60,6 +66,8 @@ class CameraConfig:
             raise ConfigError(f"camera stack must be in [1, {MAX_STACK}], got {self.stack}")
         if len(self.ego_position) != 2 or not all(0 <= p <= 1 for p in self.ego_position):
             raise ConfigError(f"camera ego_position must be two fractions in [0, 1], got {self.ego_position}")
+        if self.align not in ("auto", "world", "heading"):
+            raise ConfigError(f"camera align must be 'auto', 'world' or 'heading', got {self.align!r}")
 
     @property
     def channels(self) -> int:
@@ -68,8 +76,11 @@ class CameraConfig:
     @property
     def view_reach_m(self) -> float:
         """Farthest a vehicle centre can be from the ego along x and still touch the frame [m]."""
-        ahead = max(self.ego_position[0], 1.0 - self.ego_position[0]) * self.width * self.metres_per_pixel
-        return ahead + MAX_VEHICLE_HALF_DIAGONAL_M + self.metres_per_pixel
+        across = max(self.ego_position[0], 1.0 - self.ego_position[0]) * self.width
+        if self.align == "heading":  # any direction: the farthest frame corner
+            down = max(self.ego_position[1], 1.0 - self.ego_position[1]) * self.height
+            across = float(np.hypot(across, down))
+        return across * self.metres_per_pixel + MAX_VEHICLE_HALF_DIAGONAL_M + self.metres_per_pixel
 
     @property
     def observation_shape(self) -> tuple[int, int, int]:
@@ -85,6 +96,7 @@ class BatchedCamera:
         c = config
         self.stack = np.zeros((num_envs, c.stack, c.channels, c.height, c.width), np.uint8)
         self.boxes = np.full((num_envs, 1, 4), -1, np.int32)  # (B, V, 4), resized on demand
+        self.corners_px = np.zeros((num_envs, 1, 4, 2))  # (B, V, 4, 2), kept with ground truth only
         palette = np.array([CAR_RGB, EGO_RGB, CRASHED_RGB, OFFROAD_RGB], np.uint8)
         self._palette = palette if c.channels == 3 else to_gray(palette)
 
@@ -109,6 +121,9 @@ class BatchedCamera:
             grown = np.full((num_envs, num_slots, 4), -1, np.int32)
             grown[:, : self.boxes.shape[1]] = self.boxes
             self.boxes = grown
+            corners = np.zeros((num_envs, num_slots, 4, 2))
+            corners[:, : self.corners_px.shape[1]] = self.corners_px
+            self.corners_px = corners
         groups: dict[int, list[int]] = {}
         for position, raster in enumerate(rasters):
             groups.setdefault(id(raster), []).append(position)
@@ -116,33 +131,78 @@ class BatchedCamera:
             raster = rasters[positions[0]]
             if env_ids is None and len(positions) == num_envs:
                 self._render_group(states, raster, reset, self.stack, self.boxes)
+                if self.config.ground_truth:
+                    self.corners_px[:, :num_slots] = self.corners(states, raster)
                 continue
             pos = np.asarray(positions)
             idx = pos if env_ids is None else np.asarray(env_ids)[pos]
             stack, boxes = self.stack[idx], self.boxes[idx]
-            self._render_group(states.select(pos), raster, np.asarray(reset)[pos], stack, boxes)
+            group = states.select(pos)
+            self._render_group(group, raster, np.asarray(reset)[pos], stack, boxes)
             self.stack[idx], self.boxes[idx] = stack, boxes
+            if self.config.ground_truth:
+                self.corners_px[idx, :num_slots] = self.corners(group, raster)
 
     def _render_group(self, states, raster, reset, stack, boxes) -> None:
         c = self.config
         mpp = raster.metres_per_pixel
-        # Snap the camera to the raster grid: the road is then an exact crop.
-        ego_col = (states.x[:, 0] - raster.x0) / mpp - c.ego_position[0] * c.width
-        ego_row = (states.y[:, 0] - raster.y0) / mpp - c.ego_position[1] * c.height
-        origin_col = np.rint(ego_col).astype(np.int64)
-        origin_row = np.rint(ego_row).astype(np.int64)
-        cam_x0 = raster.x0 + origin_col * mpp  # (B,) world x of the frame's left edge [m]
-        cam_y0 = raster.y0 + origin_row * mpp
-        centre = np.stack([(states.x - cam_x0[:, None]) / mpp, (states.y - cam_y0[:, None]) / mpp], -1)
-        axes = np.stack([np.cos(states.heading), np.sin(states.heading)], -1)
         half_size = np.stack([states.length, states.width], -1) / (2.0 * mpp)
         boxes[:] = -1  # slots beyond this frame's vehicles hold no box
         colour_index = np.where(states.crashed, 2, np.where(states.class_id == 1, 1, 0))
+        colours = self._palette[colour_index]
+        reset = np.ascontiguousarray(reset, dtype=np.bool_)
+        centre, axes = self._pose_px(states, raster)
+        if c.align == "heading":
+            ego_raster = np.stack([(states.x[:, 0] - raster.x0) / mpp, (states.y[:, 0] - raster.y0) / mpp], -1)
+            ego_frame = np.array([c.ego_position[0] * c.width, c.ego_position[1] * c.height])
+            rotation = np.stack([np.cos(states.heading[:, 0]), np.sin(states.heading[:, 0])], -1)
+            render_frames_rotated(
+                raster.planes(c.channels), ego_raster, ego_frame, rotation, self._palette[3],
+                centre, axes, half_size, colours, states.present, reset, stack, boxes,
+            )
+            return
+        origin_col, origin_row = self._world_origin(states, raster)
         render_frames(
             raster.planes(c.channels), origin_row, origin_col, self._palette[3],
-            centre, axes, half_size, self._palette[colour_index], states.present,
-            np.ascontiguousarray(reset, dtype=np.bool_), stack, boxes,
+            centre, axes, half_size, colours, states.present, reset, stack, boxes,
         )
+
+    def _world_origin(self, states: VehicleBatch, raster: RoadRaster) -> tuple[np.ndarray, np.ndarray]:
+        """Raster column and row of each world-aligned frame's top-left pixel ``(B,)``."""
+        c, mpp = self.config, raster.metres_per_pixel
+        # Snap the camera to the raster grid: the road is then an exact crop.
+        ego_col = (states.x[:, 0] - raster.x0) / mpp - c.ego_position[0] * c.width
+        ego_row = (states.y[:, 0] - raster.y0) / mpp - c.ego_position[1] * c.height
+        return np.rint(ego_col).astype(np.int64), np.rint(ego_row).astype(np.int64)
+
+    def _pose_px(self, states: VehicleBatch, raster: RoadRaster) -> tuple[np.ndarray, np.ndarray]:
+        """Vehicle centres in frame pixels ``(B, V, 2)`` (col, row) and heading axes ``(B, V, 2)``."""
+        c, mpp = self.config, raster.metres_per_pixel
+        if c.align == "heading":
+            ego_heading = states.heading[:, :1]
+            cos_h, sin_h = np.cos(ego_heading), np.sin(ego_heading)
+            dx, dy = (states.x - states.x[:, :1]) / mpp, (states.y - states.y[:, :1]) / mpp
+            centre = np.stack([c.ego_position[0] * c.width + dx * cos_h + dy * sin_h,
+                               c.ego_position[1] * c.height - dx * sin_h + dy * cos_h], -1)
+            relative = states.heading - ego_heading
+            return centre, np.stack([np.cos(relative), np.sin(relative)], -1)
+        origin_col, origin_row = self._world_origin(states, raster)
+        cam_x0 = raster.x0 + origin_col * mpp  # (B,) world x of the frame's left edge [m]
+        cam_y0 = raster.y0 + origin_row * mpp
+        centre = np.stack([(states.x - cam_x0[:, None]) / mpp, (states.y - cam_y0[:, None]) / mpp], -1)
+        return centre, np.stack([np.cos(states.heading), np.sin(states.heading)], -1)
+
+    def corners(self, states: VehicleBatch, raster: RoadRaster) -> np.ndarray:
+        """Each vehicle's oriented rectangle in frame pixels ``(B, V, 4, 2)`` (col, row).
+
+        Corners go front-left, front-right, rear-right, rear-left; they may lie outside the frame.
+        """
+        centre, axes = self._pose_px(states, raster)
+        half = np.stack([states.length, states.width], -1) / (2.0 * raster.metres_per_pixel)
+        along = axes * half[..., :1]  # (B, V, 2) front direction x half length
+        across = np.stack([-axes[..., 1], axes[..., 0]], -1) * half[..., 1:]
+        signs = np.array([[1, -1], [1, 1], [-1, 1], [-1, -1]], float)  # (4, 2) along, across
+        return centre[:, :, None, :] + signs[None, None, :, :1] * along[:, :, None] + signs[None, None, :, 1:] * across[:, :, None]
 
     def observation(self, env: int | None = None) -> np.ndarray:
         """A copy of the stacks as (B, stack * C, H, W) uint8, oldest frame first (one env: no B)."""
@@ -158,7 +218,9 @@ class BatchedCamera:
             One dict per env: ``boxes`` int32 (N, 4) x1, y1, x2, y2 in pixels with x2, y2
             exclusive, exactly enclosing the pixels drawn for the vehicle (clipped to the frame);
             ``classes`` int64 (N,); ``track_ids`` int64 (N,); ``distances_m`` float64 (N,),
-            centre to centre distance to the ego.
+            centre to centre distance to the ego; ``corners`` float64 (N, 4, 2), the vehicle's
+            oriented rectangle in pixels (col, row: front-left, front-right, rear-right,
+            rear-left; unclipped), whose drawn pixels the box encloses.
         """
         distance = np.hypot(states.x - states.x[:, :1], states.y - states.y[:, :1])
         boxes = self.boxes[:, : states.x.shape[1]]
@@ -172,6 +234,7 @@ class BatchedCamera:
                     "classes": states.class_id[b, keep].astype(np.int64),
                     "track_ids": states.track_id[b, keep].astype(np.int64),
                     "distances_m": distance[b, keep],
+                    "corners": self.corners_px[b, : states.x.shape[1]][keep].copy(),
                 }
             )
         return out

@@ -22,6 +22,10 @@ class Scenario:
         success: ``"survive"`` (time limit reached without a crash), ``"arrive"`` (the scenario's
             goal reached: intersection exit, end of the merge, exit ramp) or ``"is_success"``
             (the env's own ``info["is_success"]``, parking).
+        version: the id's version, ``drivelab/<name>-v<version>``.
+        camera_align: the camera's view where the config says ``align: auto``: ``"world"``
+            (straight roads, the parking lot) or ``"heading"`` (roundabout, intersection,
+            racetrack, u-turn: roads that curve or cross).
     """
 
     name: str
@@ -29,6 +33,7 @@ class Scenario:
     envpool_id: str | None
     success: str
     version: int = 0
+    camera_align: str = "world"  # the camera's default view: "heading" where roads curve or cross
 
     @property
     def env_id(self) -> str:
@@ -46,19 +51,19 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("highway", "highway-v0", "highway-v0", "survive"),
         Scenario("highway-fast", "highway-fast-v0", "highway-fast-v0", "survive"),
         Scenario("merge", "merge-v0", "merge-v0", "arrive"),
-        Scenario("roundabout", "roundabout-v0", "roundabout-v0", "survive"),
-        Scenario("intersection", "intersection-v0", "intersection-v0", "arrive"),
+        Scenario("roundabout", "roundabout-v0", "roundabout-v0", "survive", camera_align="heading"),
+        Scenario("intersection", "intersection-v0", "intersection-v0", "arrive", camera_align="heading"),
         Scenario("parking", "parking-v0", "parking-v0", "is_success"),
-        Scenario("racetrack", "racetrack-v0", "racetrack-v0", "survive"),
+        Scenario("racetrack", "racetrack-v0", "racetrack-v0", "survive", camera_align="heading"),
         Scenario("exit", "exit-v0", None, "arrive"),
         Scenario("two-way", "two-way-v0", None, "survive"),
-        Scenario("u-turn", "u-turn-v0", None, "survive"),
+        Scenario("u-turn", "u-turn-v0", None, "survive", camera_align="heading"),
         Scenario("lane-keeping", "lane-keeping-v0", None, "survive"),
         # Variants EnvPool also registers.
-        Scenario("intersection", "intersection-v1", "intersection-v1", "arrive", version=1),  # continuous
+        Scenario("intersection", "intersection-v1", "intersection-v1", "arrive", version=1, camera_align="heading"),  # continuous
         Scenario("parking-parked", "parking-parked-v0", "parking-parked-v0", "is_success"),
-        Scenario("racetrack-large", "racetrack-large-v0", None, "survive"),
-        Scenario("racetrack-oval", "racetrack-oval-v0", None, "survive"),
+        Scenario("racetrack-large", "racetrack-large-v0", None, "survive", camera_align="heading"),
+        Scenario("racetrack-oval", "racetrack-oval-v0", None, "survive", camera_align="heading"),
     )
 }
 # What EnvPool 1.2.5's ports do differently from highway-env 1.12.1 (found by comparing road

@@ -9,6 +9,7 @@ reading EnvPool's per-env debug-state objects (the only API that exposes every v
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,8 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         self.num_envs = simulator.num_envs
         self.dt = simulator.dt
         self.observation_mode = observation
+        if camera is not None and camera.align == "auto":
+            camera = dataclasses.replace(camera, align=scenario.camera_align)
         self.camera_config = camera
         self.single_action_space = simulator.single_action_space
         self.action_space = batch_space(self.single_action_space, self.num_envs)

@@ -178,3 +178,63 @@ def test_reading_only_nearby_vehicles_draws_the_same_frames():
     for a, b in zip(outputs[0][1], outputs[1][1]):
         np.testing.assert_array_equal(a["boxes"], b["boxes"])
         np.testing.assert_array_equal(a["track_ids"], b["track_ids"])
+
+
+HEADING = CameraConfig(color="rgb", stack=1, align="heading", ground_truth=True)
+
+
+def test_heading_view_turns_with_the_ego():
+    # The ego drives along +y (heading pi/2); a car 20 m ahead of it, another 8 m to its right.
+    states = hand_made_states([100.0, 100.0, 92.0], [4.0, 24.0, 4.0], [np.pi / 2, np.pi / 2, np.pi / 2])
+    obs, truth, _ = render(states, HEADING)
+    boxes = truth[0]["boxes"]
+    widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    np.testing.assert_array_equal(widths, [10, 10, 10])  # drawn along the frame's x axis
+    np.testing.assert_array_equal(heights, [4, 4, 4])
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    np.testing.assert_allclose(centres[0], [0.3 * 128, 0.5 * 64], atol=0.5)  # the ego at ego_position
+    np.testing.assert_allclose(centres[1] - centres[0], [40, 0], atol=0.5)  # ahead = right
+    np.testing.assert_allclose(centres[2] - centres[0], [0, 16], atol=0.5)  # x - 8 m is its right side
+
+
+def test_heading_view_rotated_boxes_enclose_exactly_their_pixels_and_corners():
+    states = hand_made_states([100.0, 108.0, 94.0], [4.0, 9.0, 1.0], [0.7, 0.2, 1.3])
+    obs, truth, _ = render(states, HEADING)
+    frame = obs[0].transpose(1, 2, 0)
+    for box, cls, corners in zip(truth[0]["boxes"], truth[0]["classes"], truth[0]["corners"]):
+        mask = np.all(frame == (EGO_RGB if cls == 1 else CAR_RGB), axis=-1)
+        x1, y1, x2, y2 = box
+        inside = mask[y1:y2, x1:x2]
+        assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
+        # the box lies within the oriented rectangle's extent, and covers it up to a pixel
+        low, high = corners.min(0), corners.max(0)
+        assert x1 >= np.floor(low[0]) and y1 >= np.floor(low[1])
+        assert x2 <= np.ceil(high[0]) and y2 <= np.ceil(high[1])
+        assert x1 <= low[0] + 1 and y1 <= low[1] + 1 and x2 >= high[0] - 1 and y2 >= high[1] - 1
+    assert not (np.all(frame == CAR_RGB, axis=-1) & ~covered(truth[0]["boxes"], frame.shape[:2])).any()
+
+
+def covered(boxes, shape):
+    mask = np.zeros(shape, bool)
+    for x1, y1, x2, y2 in boxes:
+        mask[y1:y2, x1:x2] = True
+    return mask
+
+
+def test_world_view_corners_are_the_axis_aligned_box_for_unrotated_cars():
+    states = hand_made_states([100.0, 110.0], [4.0, 8.0], [0.0, 0.0])
+    _, truth, _ = render(states, CameraConfig(color="rgb", stack=1, ground_truth=True, align="world"))
+    for box, corners in zip(truth[0]["boxes"], truth[0]["corners"]):
+        np.testing.assert_allclose(corners.min(0), box[:2], atol=0.5)
+        np.testing.assert_allclose(corners.max(0), box[2:], atol=0.5)
+
+
+@pytest.mark.parametrize("env_id, align", [("drivelab/highway-fast-v0", "world"), ("drivelab/roundabout-v0", "heading"),
+                                           ("drivelab/parking-v0", "world"), ("drivelab/racetrack-v0", "heading")])
+def test_auto_alignment_is_the_scenarios_default(env_id, align):
+    env = de.make_vec(env_id, num_envs=1, observation="camera", seed=0)
+    assert env.camera_config.align == align
+    obs, _ = env.reset()
+    gray_road = int(round(0.2989 * ROAD_RGB[0] + 0.587 * ROAD_RGB[1] + 0.114 * ROAD_RGB[2]))
+    assert (obs[0, -1] == gray_road).mean() > 0.15  # the frame shows road, not mostly off-road
+    env.close()
