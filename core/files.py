@@ -63,8 +63,13 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
         parent = parent.parent
     if not parent.is_dir():
         raise OutputPathError(f"cannot write {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"cannot write {path}: no write permission in {parent}")
+    # Probe with a real file: os.access says yes to root even where nothing can be created (/proc).
+    try:
+        handle, probe = tempfile.mkstemp(dir=parent, prefix=".drivelab-write-probe.")
+    except OSError as error:
+        raise OutputPathError(f"cannot write {path}: cannot create files in {parent} ({error.strerror or error})") from error
+    os.close(handle)
+    os.unlink(probe)
     return path
 
 
