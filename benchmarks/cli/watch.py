@@ -10,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+import drivelab.envs as de
 from drivelab.agents import env_kwargs_from_spec, load_policy
 from drivelab.benchmarks.viewer.episode import record_episode, watch_episode
 from drivelab.benchmarks.viewer.overlays import OVERLAYS, build_overlays, parse_overlays
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     names = parse_overlays(args.overlay)
     _check_seeds(args.seed, args.episodes)
     overrides = parse_overrides(args.set)
+    if args.env is not None:
+        de.get_scenario(args.env)  # an unknown id names the closest one
     record: Path | None = args.record
     if record is not None:
         check_video_path(record)

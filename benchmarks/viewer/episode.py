@@ -136,26 +136,34 @@ def watch_episode(
             # drawing of the frames between policy steps.
             first_observation, _ = vec.reset(seed=[seed])
             scene._capture_frame()
+            last.update(camera=first_observation[0], total=0.0, step=0)
+            flush(first_observation[0], f"{env_id}  seed {seed}  step 0")
         except BaseException:
             vec.close()
             raise
-        last.update(camera=first_observation[0], total=0.0, step=0)
-        flush(first_observation[0], f"{env_id}  seed {seed}  step 0")
         return vec
 
     def on_step(vec: Any, observation_now: np.ndarray, actions: np.ndarray, infos: Mapping[str, Any]) -> None:
-        scene._capture_frame()  # the frame at the end of the step (after any autoreset: see below)
-        ended = bool(infos.get("_driving", np.zeros(1, bool))[0])
-        if ended:
-            episode.driving = {key: values[0].item() for key, values in infos["driving"].items()}
-        # The env's running return; an ended episode's was reset with the env (same-step autoreset).
-        total = episode.driving["return"] if ended else float(vec.tracker.ret[0])
-        ego = vec.sim.envs[0].unwrapped.vehicle
         last["step"] += 1
         action = _action_text(actions[0], vec.single_action_space)
-        hud = (f"step {last['step']}  speed {ego.speed:5.1f} m/s  action {action}"
-               f"  reward {total - last['total']:.2f}  return {total:.1f}"
-               f"  lane {ego.lane_index[2] if ego.lane_index else '-'}")
+        if bool(infos.get("_driving", np.zeros(1, bool))[0]):
+            # The episode ended and the env has already started the next one (same-step autoreset):
+            # hold the last simulated frame rather than draw the new episode's first.
+            episode.driving = {key: values[0].item() for key, values in infos["driving"].items()}
+            if scene.frames:
+                scene.frames.append(scene.frames[-1])
+            else:
+                scene._capture_frame()
+            total = episode.driving["return"]
+            outcome = "crashed" if episode.driving["crashed"] else "success" if episode.driving["success"] else "ended"
+            hud = f"step {last['step']}  action {action}  {outcome}  return {total:.1f}"
+        else:
+            scene._capture_frame()  # the frame at the end of the step
+            total = float(vec.tracker.ret[0])  # the env's running return [sum of rewards]
+            ego = vec.sim.envs[0].unwrapped.vehicle
+            hud = (f"step {last['step']}  speed {ego.speed:5.1f} m/s  action {action}"
+                   f"  reward {total - last['total']:.2f}  return {total:.1f}"
+                   f"  lane {ego.lane_index[2] if ego.lane_index else '-'}")
         flush(last["camera"], hud)
         last.update(camera=observation_now[0], total=total)
 
