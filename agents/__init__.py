@@ -34,8 +34,8 @@ from drivelab.agents.loading import (
 )
 from drivelab.agents.policies import (
     BASELINES,
-    IDMMobilPolicy,
     IdlePolicy,
+    IDMMobilPolicy,
     Policy,
     PolicySource,
     RandomPolicy,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy
 from stable_baselines3.dqn.policies import CnnPolicy as DQNCnnPolicy
 from stable_baselines3.dqn.policies import MlpPolicy as DQNMlpPolicy
+from torch import nn
 
 from drivelab.agents.configs import EncoderConfig
 from drivelab.agents.errors import ConfigError

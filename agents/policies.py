@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
+from drivelab.agents.errors import ConfigError, PolicySpecError
 from drivelab.envs.actions import IDLE, META_ACTION_NAMES
 from drivelab.envs.drivers import IDMMobilDriver
-from drivelab.agents.errors import ConfigError, PolicySpecError
-
 
 
 @dataclass(frozen=True)

@@ -52,21 +52,21 @@ from drivelab.agents.configs import TrainConfig
 from drivelab.agents.errors import ConfigError, RunDirError
 from drivelab.agents.evaluation import EvaluationResult, evaluate
 from drivelab.agents.export import export_policy
-from drivelab.agents.protocol import TRAIN_SEED_LIMIT
-from drivelab.agents.spec import read_spec
 from drivelab.agents.networks import policy_class, policy_kwargs
 from drivelab.agents.policies import TrainedPolicy
-from drivelab.core.config import from_mapping
-from drivelab.core.errors import DrivelabError
-from drivelab.core.files import check_writable
+from drivelab.agents.protocol import TRAIN_SEED_LIMIT
 from drivelab.agents.run_records import (
     CONFIG_JSON,
     RUN_JSON,
     previous_wall_s,
+    probe_writable,
     record_finish,
     record_start,
     write_config,
 )
+from drivelab.agents.spec import read_spec
+from drivelab.core.config import from_mapping
+from drivelab.core.errors import DrivelabError
 
 log = logging.getLogger("drivelab.agents")
 
@@ -212,7 +212,7 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     """
     if resume and force:
         raise RunDirError("--resume and --force contradict each other; pass one")
-    check_writable(run_dir, folder=True)
+    probe_writable(run_dir, folder=True)
     exists = run_dir.exists() and any(run_dir.iterdir())
     if resume and not (run_dir / CONFIG_JSON).is_file():
         raise RunDirError(f"cannot resume {run_dir}: it holds no run (no {CONFIG_JSON}); drop --resume")
@@ -298,6 +298,7 @@ def train(
     env_seed = (config.seed + start_step) % (TRAIN_SEED_LIMIT - n_envs)
     env = make_training_env(config, env_seed)
     model: BaseAlgorithm | None = None
+    logger: Logger | None = None
     try:
         if checkpoint is not None:
             model = load_checkpoint(checkpoint, env, device)
@@ -310,7 +311,8 @@ def train(
         write_config(run_dir, config)
         wall_before_s = previous_wall_s(run_dir)
         record_start(run_dir, command, device, start_step if resume else None)
-        model.set_logger(_make_logger(run_dir))
+        logger = _make_logger(run_dir)
+        model.set_logger(logger)
         started = time.perf_counter()
         result = _learn(model, config, run_dir, progress_bar, log_every_steps, extra_callbacks or [],
                         wall_before_s)
@@ -319,8 +321,8 @@ def train(
         return result
     finally:
         env.close()
-        if model is not None:
-            model.logger.close()
+        if logger is not None:
+            logger.close()
 
 
 def _learn(

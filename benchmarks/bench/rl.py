@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
+from drivelab.agents.run_records import probe_writable
 from drivelab.agents.suite import only, read_suite, run_suite
 from drivelab.benchmarks.cli.train import check_threads
-from drivelab.core.files import check_writable, write_json_atomic
+from drivelab.core.files import write_json_atomic
 
 RESULTS = Path("benchmarks/results")
 
@@ -23,7 +24,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
         "skipped and unfinished ones resumed. Writes a results JSON with each run's best held-out "
         "evaluation and the mean and std over seeds."
     )
-    parser.add_argument("--suite", type=Path, required=True, help="suite YAML, e.g. benchmarks/suites/highway-camera.yaml")
+    parser.add_argument("--suite", type=Path, required=True,
+                        help="suite YAML, e.g. benchmarks/suites/highway-camera.yaml")
     parser.add_argument("--out", type=Path, default=None,
                         help="results JSON (default benchmarks/results/rl_<suite>_<time>.json)")
     parser.add_argument("--algos", nargs="+", default=None,
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     check_threads(args.threads)
     suite = only(read_suite(args.suite), args.algos, args.seeds)
     out = args.out or RESULTS / f"rl_{suite.name}_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    check_writable(out)
+    probe_writable(out)
     if args.threads:
         torch.set_num_threads(args.threads)
     record = run_suite(suite, progress_bar=not args.no_progress)

@@ -1,4 +1,4 @@
-"""`drivelab train` and `drivelab bench rl` (drivelab.benchmarks.cli_train) end to end, in-process."""
+"""`drivelab train` (benchmarks/cli/train.py) and `drivelab bench rl` (benchmarks/bench/rl.py), in-process."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ def test_train_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
         (["--resume"], "--resume needs --run-dir"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args: list, message: str, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    args: list, message: str, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     argv = ["train", *args] if "--resume" in args else ["train", "--run-dir", str(tmp_path / "never"), *args]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -81,8 +83,10 @@ def test_bench_rl_runs_a_suite_and_writes_results(tmp_path: Path, capsys: pytest
 def test_shipped_suites_resolve() -> None:
     from drivelab.agents.suite import grid, read_suite
 
-    suite = read_suite(Path(__file__).parents[2] / "benchmarks" / "suites" / "highway-camera.yaml")
+    suites = Path(__file__).parents[2] / "benchmarks" / "suites"
+    suite = read_suite(suites / "highway-camera.yaml")
     assert grid(suite) == [("drivelab/highway-fast-v0", a, s) for a in ("ppo", "dqn") for s in (0, 1, 2)]
+    assert grid(read_suite(suites / "smoke.yaml")) == [("drivelab/highway-fast-v0", a, 0) for a in ("ppo", "dqn")]
 
 
 def test_suite_algo_overrides_and_algo_and_seed_filters(tmp_path: Path) -> None:

@@ -7,8 +7,19 @@ from pathlib import Path
 import pytest
 
 import drivelab.envs as de
-from drivelab.agents import ConfigError, TrainConfig, load_train_config
-from drivelab.agents.configs import TRAIN_SEED_LIMIT, from_mapping, hyperparams_path
+from drivelab.agents import ConfigError, TrainConfig, load_train_config, train
+from drivelab.agents.configs import TRAIN_SEED_LIMIT, hyperparams_path
+from drivelab.core.config import from_mapping
+
+HYPERPARAMS = sorted(hyperparams_path("drivelab/highway-fast-v0").parent.glob("*.yaml"))
+# A scenario each shipped file is meant for (default.yaml: scenarios without their own file).
+SCENARIO_OF = {"default.yaml": "drivelab/merge-v0", "highway.yaml": "drivelab/highway-v0",
+               "highway-fast.yaml": "drivelab/highway-fast-v0"}
+# Sizes shrunk so a few steps run in seconds; every other value is the file's own.
+SHRINK = {
+    "ppo": {"ppo.n_envs": 2, "ppo.n_steps": 8, "ppo.batch_size": 8, "ppo.n_epochs": 1},
+    "dqn": {"dqn.n_envs": 2, "dqn.buffer_size": 64, "dqn.learning_starts": 4, "dqn.batch_size": 4},
+}
 
 
 @pytest.mark.parametrize("env_id", de.ENV_IDS)
@@ -20,12 +31,26 @@ def test_every_scenario_resolves_for_both_algorithms(env_id: str, algo: str) -> 
     assert (config.ppo is None) == (algo == "dqn")
 
 
-def test_highway_fast_has_its_own_file_with_the_yaml_values() -> None:
+def test_scenarios_find_their_hyperparameter_file() -> None:
     assert hyperparams_path("drivelab/highway-fast-v0").name == "highway-fast.yaml"
     assert hyperparams_path("drivelab/merge-v0").name == "default.yaml"
-    config = load_train_config("drivelab/highway-fast-v0", "ppo")
-    assert (config.ppo.n_envs, config.ppo.n_steps, config.encoder.name) == (64, 32, "fast")
-    assert config.camera == {"width": 64, "height": 32, "metres_per_pixel": 1.0, "color": "grayscale", "stack": 4}
+    assert sorted(SCENARIO_OF) == [path.name for path in HYPERPARAMS]
+
+
+@pytest.mark.parametrize("path", HYPERPARAMS, ids=lambda path: path.name)
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_every_shipped_yaml_parses_and_trains(path: Path, algo: str, tmp_path: Path) -> None:
+    """Every shipped file resolves for every algorithm and trains (sizes shrunk, values its own)."""
+    env_id = SCENARIO_OF[path.name]
+    shipped = load_train_config(env_id, algo)
+    assert hyperparams_path(env_id) == path
+    config = load_train_config(env_id, algo, {
+        **SHRINK[algo], "total_steps": 16, "eval_every_steps": 0, "checkpoint_every_steps": 16,
+        "encoder.features_dim": 16,
+    })
+    assert (config.encoder.name, config.observation) == (shipped.encoder.name, shipped.observation)
+    result = train(config, tmp_path / "run", progress_bar=False)
+    assert result.num_timesteps >= 16 and result.final_export.is_file()
 
 
 def test_round_trip_through_plain_dict() -> None:
@@ -47,8 +72,25 @@ def test_round_trip_through_plain_dict() -> None:
         ({"eval_seed": 5}, "eval_seed must be in"),
         ({"device": "tpu"}, "unknown device"),
         ({"encoder.name": "resnet"}, "neither one of nature, fast"),
+        ({"encoder.name": "a" * 5000}, "neither one of nature, fast"),
+        ({"encoder.name": "x\x00y"}, "neither one of nature, fast"),
         ({"ppo.batch_size": 4096, "ppo.n_envs": 2, "ppo.n_steps": 8}, "exceeds the rollout size"),
-        ({"crash_penalty": -1.0}, "crash_penalty must be >= 0"),
+        ({"crash_penalty": -1.0}, "crash_penalty"),
+        ({"ppo.learning_rate": -1}, "'ppo.learning_rate' must be in \\(0"),
+        ({"ppo.batch_size": 0}, "'ppo.batch_size' must be in \\[1"),
+        ({"ppo.gamma": 1.5}, "'ppo.gamma' must be in \\(0, 1\\]"),
+        ({"ppo.gae_lambda": -0.1}, "'ppo.gae_lambda' must be in \\[0, 1\\]"),
+        ({"ppo.clip_range": 0}, "'ppo.clip_range' must be in \\(0"),
+        ({"ppo.n_envs": 0}, "'ppo.n_envs' must be in \\[1"),
+        ({"encoder.augment_shift_px": -4}, "'encoder.augment_shift_px' must be in \\[0"),
+        ({"ppo.net_arch": [0]}, "'ppo.net_arch' must be in \\[1"),
+        ({"ppo.net_arch": [10_000_000_000]}, "'ppo.net_arch' must be in"),
+        ({"camera.width": 100000}, "2048"),
+        ({"camera": "abc"}, "'camera' expects dict"),
+        ({"env_config.vehicles_count": 1e9}, "vehicles_count' for drivelab/highway-fast-v0 must be in"),
+        ({"observation": "pixels"}, "'observation' expects one of 'camera', 'native'"),
+        ({"backend": "mujoco"}, "'backend' expects one of"),
+        ({"ppo.learning_rate": float("nan")}, "'ppo.learning_rate' expects float"),
     ],
 )
 def test_bad_values_name_what_is_valid(overrides: dict, message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import drivelab.envs as de
-from drivelab.agents import RandomPolicy, load_policy, load_train_config, run_episodes, train
+from drivelab.agents import RandomPolicy, evaluate, load_policy, load_train_config, train
 
 ENV_ID = "drivelab/highway-fast-v0"
 # No traffic and a reward for speed only: FASTER (then IDLE at 30 m/s) is optimal, from any frame.
@@ -21,9 +21,11 @@ def test_ppo_beats_random_on_an_empty_road(tmp_path: Path) -> None:
         "ppo.n_epochs": 4, "ppo.learning_rate": 0.001, "ppo.ent_coef": 0.0,
     })
     result = train(config, tmp_path / "run", progress_bar=False)
-    vec = de.make_vec(ENV_ID, num_envs=8, observation="camera", config=EMPTY_ROAD, camera=CAMERA)
-    trained = run_episodes(load_policy(result.final_export), vec, 16, 1_000_000)
-    random = run_episodes(RandomPolicy(seed=0), vec, 16, 1_000_000)
+    def run(policy):
+        return evaluate(policy, ENV_ID, seeds=range(1_000_000, 1_000_016), num_envs=8, make_env=lambda num_envs: (
+            de.make_vec(ENV_ID, num_envs=num_envs, observation="camera", config=EMPTY_ROAD, camera=CAMERA)))
+
+    trained, random = run(load_policy(result.final_export)), run(RandomPolicy(seed=0))
     # Return = sum over 10 steps of (speed - 20) / 10 clipped to [0, 1]: the best policy gets about
     # 9.96 (the first step starts below 30 m/s); random actions (speed random walk) about 7.75.
     assert trained.mean_return > random.mean_return + 1.5, (trained.summary(), random.summary())

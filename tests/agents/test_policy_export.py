@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +15,13 @@ import torch
 import drivelab.envs as de
 from drivelab.agents import (
     CheckpointError,
+    PolicyLoadError,
     PolicySpecError,
-    TrainResult,
     TrainedPolicy,
+    TrainResult,
+    UnsafePolicyFileError,
+    evaluate,
     load_policy,
-    run_episodes,
     train,
 )
 from drivelab.agents.checkpoints import find_last_checkpoint
@@ -25,14 +29,19 @@ from drivelab.agents.checkpoints import find_last_checkpoint
 ENV_ID = "drivelab/highway-fast-v0"
 
 
-def camera_batch(spec: dict, num_envs: int = 6, steps: int = 5) -> tuple[np.ndarray, object]:
+@contextlib.contextmanager
+def camera_batch(spec: dict, num_envs: int = 6, steps: int = 5) -> Iterator[tuple[np.ndarray, object]]:
+    """Frames (num_envs * (steps + 1), C, H, W) from the policy's camera, and the (open) env."""
     vec = de.make_vec(ENV_ID, num_envs=num_envs, observation="camera", camera=spec["camera"], seed=123)
-    observation, _ = vec.reset()
-    frames = [observation]
-    for _ in range(steps):
-        observation, *_ = vec.step(np.full(num_envs, 3))
-        frames.append(observation)
-    return np.concatenate(frames), vec  # (num_envs * (steps + 1), C, H, W)
+    try:
+        observation, _ = vec.reset()
+        frames = [observation]
+        for _ in range(steps):
+            observation, *_ = vec.step(np.full(num_envs, 3))
+            frames.append(observation)
+        yield np.concatenate(frames), vec
+    finally:
+        vec.close()
 
 
 @pytest.mark.parametrize("run_name", ["ppo_run", "dqn_run"])
@@ -42,13 +51,13 @@ def test_export_acts_like_the_checkpoint(run_name: str, request: pytest.FixtureR
     checkpoint = find_last_checkpoint(result.run_dir / "checkpoints")
     assert checkpoint.step == result.num_timesteps == exported.spec["num_timesteps"]
     pickled = load_policy(checkpoint.folder / "model.zip", trust_pickle=True)
-    observations, vec = camera_batch(exported.spec)
-    np.testing.assert_array_equal(exported.act(observations), pickled.act(observations))
-    for name in exported.sb3_policy.state_dict():  # every tensor, not just the greedy actions
-        np.testing.assert_array_equal(
-            exported.sb3_policy.state_dict()[name].numpy(), pickled.sb3_policy.state_dict()[name].numpy()
-        )
-    assert isinstance(exported, TrainedPolicy) and exported.act(observations[:6], vec).shape == (6,)
+    with camera_batch(exported.spec) as (observations, vec):
+        np.testing.assert_array_equal(exported.act(observations), pickled.act(observations))
+        for name in exported.sb3_policy.state_dict():  # every tensor, not just the greedy actions
+            np.testing.assert_array_equal(
+                exported.sb3_policy.state_dict()[name].numpy(), pickled.sb3_policy.state_dict()[name].numpy()
+            )
+        assert isinstance(exported, TrainedPolicy) and exported.act(observations[:6], vec).shape == (6,)
 
 
 def test_export_files_and_spec(ppo_run: TrainResult) -> None:
@@ -66,15 +75,15 @@ def test_export_files_and_spec(ppo_run: TrainResult) -> None:
 
 def test_pickled_checkpoint_needs_trust(ppo_run: TrainResult) -> None:
     checkpoint = find_last_checkpoint(ppo_run.run_dir / "checkpoints")
-    with pytest.raises(CheckpointError, match="trust_pickle=True"):
+    with pytest.raises(UnsafePolicyFileError, match="trust_pickle=True"):
         load_policy(checkpoint.folder / "model.zip")
 
 
 def test_spec_mismatch_with_env_is_a_clear_error(ppo_run: TrainResult) -> None:
     policy = load_policy(ppo_run.final_export)
-    other_camera = de.make_vec(ENV_ID, num_envs=2, observation="camera", camera={"width": 128, "height": 64, "stack": 4})
+    other_camera = {"observation": "camera", "camera": {"width": 128, "height": 64, "stack": 4}}
     with pytest.raises(PolicySpecError, match=r"does not fit this env: observations \(4, 64, 128\)"):
-        run_episodes(policy, other_camera, 2, 1_000_000)
+        evaluate(policy, ENV_ID, episodes=2, num_envs=2, env_kwargs=other_camera)
     with pytest.raises(PolicySpecError, match="expects observations"):
         policy.act(np.zeros((2, 4, 64, 128), np.uint8))
 
@@ -91,7 +100,7 @@ def test_damaged_exports_are_refused(ppo_run: TrainResult, tmp_path: Path) -> No
     (folder / "policy.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_policy(folder)
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(PolicyLoadError, match="does not exist"):
         load_policy(tmp_path / "missing")
 
 
@@ -108,8 +117,8 @@ def test_pretrained_encoder_travels_with_the_export(tmp_path: Path, tiny_config)
     encoder_file.unlink()  # the export must not need the original file
     exported = load_policy(result.final_export)
     assert exported.spec["encoder_file"] == "policy.encoder.safetensors"
-    observations, _ = camera_batch(exported.spec, num_envs=4, steps=2)
-    np.testing.assert_array_equal(exported.act(observations), pickled.act(observations))
+    with camera_batch(exported.spec, num_envs=4, steps=2) as (observations, _):
+        np.testing.assert_array_equal(exported.act(observations), pickled.act(observations))
 
 
 def test_augmentation_trains_but_never_acts(tmp_path: Path, tiny_config) -> None:
@@ -120,7 +129,8 @@ def test_augmentation_trains_but_never_acts(tmp_path: Path, tiny_config) -> None
     checkpoint = find_last_checkpoint(result.run_dir / "checkpoints")
     pickled = load_policy(checkpoint.folder / "model.zip", trust_pickle=True)
     assert pickled.sb3_policy.features_extractor.augment_shift_px == 2  # trained with random shifts
-    observations, _ = camera_batch(exported.spec, num_envs=4, steps=2)
+    with camera_batch(exported.spec, num_envs=4, steps=2) as (observations, _):
+        pass
     extractor = pickled.sb3_policy.features_extractor
     frames = torch.as_tensor(observations).float() / 255.0
     with torch.no_grad():
