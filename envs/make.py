@@ -6,13 +6,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from drivelab.core.config import from_mapping
 from drivelab.envs.backends import EnvPoolSimulator, HighwayEnvSimulator, envpool_unsupported
 from drivelab.envs.camera import CameraConfig
-from drivelab.core.config import from_mapping
 from drivelab.envs.config import validate_env_config
 from drivelab.envs.errors import BackendUnavailableError, ConfigError, simulator_errors
 from drivelab.envs.scenarios import get_scenario
 from drivelab.envs.vector import DrivingVectorEnv
+from drivelab.envs.workers import WorkerSimulator, resolve_num_workers
 
 log = logging.getLogger("drivelab.envs")
 
@@ -58,6 +59,7 @@ def make_vec(
     camera: Mapping[str, Any] | CameraConfig | None = None,
     seed: int | None = None,
     render_mode: str | None = None,
+    num_workers: int | None = None,
 ) -> DrivingVectorEnv:
     """Make a batch of driving envs.
 
@@ -73,6 +75,12 @@ def make_vec(
         seed: seed of the first reset; env i gets ``seed + i``.
         render_mode: highway-env's ``"rgb_array"`` or ``"human"`` scene rendering (reference
             backend only; ``env.sim.envs[i].render()`` draws env i).
+        num_workers: worker processes that step the highway-env backend's envs (same results
+            as one process, faster with more cores). 0 or 1: this process. None: one per
+            usable core, at most ``num_envs``, where highway-env runs in place of EnvPool (a
+            scenario EnvPool does not port, or ``"auto"`` falling back); this process for an
+            explicit ``"highway-env"`` on a scenario EnvPool ports (the reference), one env, or
+            ``render_mode``. Unused where ``"auto"`` picks EnvPool. See ``drivelab.envs.workers``.
 
     Returns:
         A gymnasium ``VectorEnv`` with same-step autoreset.
@@ -93,15 +101,19 @@ def make_vec(
         raise ConfigError("camera settings were given but observation is not 'camera'")
     camera_config = from_mapping(CameraConfig, camera, "camera config") if observation == "camera" else None
     chosen = choose_backend(env_id, backend, overrides, render_mode)
+    workers = resolve_num_workers(num_workers, scenario, num_envs, backend, render_mode)
     with simulator_errors(chosen, env_id, overrides):
         if chosen == "envpool":
             simulator = EnvPoolSimulator(scenario, num_envs, overrides, seed=seed or 0)
+        elif workers:
+            simulator = WorkerSimulator(scenario, num_envs, overrides, num_workers=workers)
         else:
             simulator = HighwayEnvSimulator(scenario, num_envs, overrides, render_mode=render_mode)
     return DrivingVectorEnv(simulator, scenario, observation, camera_config, seed=seed)
 
 
 def vector_entry_point(num_envs: int = 1, **kwargs: Any) -> DrivingVectorEnv:
-    """Entry point for ``gymnasium.make_vec("drivelab/...-v0", num_envs=N, ...)``."""
+    """Entry point for ``gymnasium.make_vec("drivelab/...-v0", num_envs=N, ...)``; takes ``make_vec``'s
+    keyword arguments (``num_workers`` too)."""
     kwargs.pop("max_episode_steps", None)  # the scenario's own duration decides
     return make_vec(num_envs=num_envs, **kwargs)
