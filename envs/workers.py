@@ -528,7 +528,7 @@ class WorkerSimulator:
             try:
                 self._workers[w].conn.send(message)
             except (OSError, ValueError):
-                self._fail(w, what)
+                raise self._fail(w, what) from None
         return self._gather(messages, what)
 
     def _gather(self, indices, what: str) -> dict[int, Any]:
@@ -553,7 +553,7 @@ class WorkerSimulator:
                 try:
                     status, payload = conn.recv()
                 except (EOFError, OSError):
-                    self._fail(w, what)
+                    raise self._fail(w, what) from None
                 if status == "ok":
                     replies[w] = payload
                 else:
@@ -564,7 +564,8 @@ class WorkerSimulator:
             raise error
         return replies
 
-    def _fail(self, w: int, what: str) -> None:
+    def _fail(self, w: int, what: str) -> WorkerError:
+        """The error of worker ``w`` gone during ``what``; every worker is stopped."""
         process = self._workers[w].process
         try:
             code = process.wait(1.0)
@@ -573,7 +574,7 @@ class WorkerSimulator:
             how = "closed its connection"
         self._broken = (
             f"drivelab worker {w} (pid {process.pid}) of {self.scenario.env_id} {how} during {what}; "
-            "its envs are lost: make a new env"
+            "its envs are lost: make a new env (the worker's own traceback, if it had one, is on stderr)"
         )
         _shut_down(self._workers, graceful=False)
-        raise WorkerError(self._broken)
+        return WorkerError(self._broken)
