@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,17 +22,6 @@ def check_video_path(path: str | Path) -> Path:
     path = check_writable(path)
     if path.suffix.lower() != ".mp4":
         raise OutputPathError(f"{path}: videos are written as MP4; give a path ending in .mp4")
-    # Permission bits cannot tell everything (/proc, read-only mounts, running as root): create and
-    # remove a file where the video's folder is or would be created. TODO: move into check_writable.
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    try:
-        handle, probe = tempfile.mkstemp(dir=parent, prefix=".drivelab-probe.")
-    except OSError as error:
-        raise OutputPathError(f"cannot write {path}: {error.strerror or error}; choose another path") from None
-    os.close(handle)
-    os.unlink(probe)
     return path
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-# The `drivelab` console script's entry point, run by this interpreter.
-DRIVELAB = [sys.executable, "-c", "import sys; from drivelab.benchmarks.cli import main; sys.exit(main())"]
+# The `drivelab` command, run by this interpreter.
+DRIVELAB = [sys.executable, "-m", "drivelab.benchmarks.cli"]
 
 CASES = {
     # watch: every output path and the seed range are checked before any episode is rendered

@@ -17,7 +17,7 @@ from drivelab.agents.policies import make_baseline
 from drivelab.benchmarks import cli
 from drivelab.benchmarks.viewer.episode import record_episode, watch_episode
 
-DRIVELAB = [sys.executable, "-c", "import sys; from drivelab.benchmarks.cli import main; sys.exit(main())"]
+DRIVELAB = [sys.executable, "-m", "drivelab.benchmarks.cli"]
 
 
 def test_recorded_mp4_has_every_simulation_frame(tmp_path):
