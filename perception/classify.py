@@ -175,28 +175,26 @@ def evaluate_scores(scores: np.ndarray, data: ClassificationDataset) -> dict[str
 
 def save_confusion_png(matrix: np.ndarray, class_names: tuple[str, ...], path: str | os.PathLike) -> Path:
     """Plot a (K, K) confusion matrix, or (K, 2, 2) per-label matrices, to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the process's matplotlib backend stays as it is
 
     matrix = np.asarray(matrix)
     if matrix.ndim == 3:
         columns = min(4, len(matrix))
         rows = -(-len(matrix) // columns)
-        figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+        figure = Figure(figsize=(3 * columns, 3 * rows))
+        axes = figure.subplots(rows, columns, squeeze=False)
         for ax, label_matrix, name in zip(axes.flat, matrix, class_names):
             _draw_matrix(ax, label_matrix, ("0", "1"), name)
         for ax in list(axes.flat)[len(matrix):]:
             ax.axis("off")
     else:
         size = max(4.0, 0.5 * len(class_names) + 2)
-        figure, ax = plt.subplots(figsize=(size, size))
+        figure = Figure(figsize=(size, size))
+        ax = figure.subplots()
         _draw_matrix(ax, matrix, class_names, "confusion matrix")
     figure.tight_layout()
     with atomic_output(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
     return Path(path)
 
 

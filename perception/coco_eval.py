@@ -215,12 +215,10 @@ def evaluate_with_pycocotools(ground_truth: dict, detections: list[dict]) -> Coc
 
 def save_pr_curve(evaluation: CocoEvaluation, path: str | os.PathLike, class_names: tuple[str, ...] = ()) -> Path:
     """Plot precision against recall at IoU 0.5 and 0.75 (all areas, 100 detections) to a PNG."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the process's matplotlib backend stays as it is
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, ax = plt.subplots(figsize=(5, 4))
+    figure = Figure(figsize=(5, 4))
+    ax = figure.subplots()
     for t_index, style in ((0, "-"), (5, "--")):
         for k in range(evaluation.precision.shape[2]):
             curve = evaluation.precision[t_index, :, k, 0, 2]
@@ -238,7 +236,6 @@ def save_pr_curve(evaluation: CocoEvaluation, path: str | os.PathLike, class_nam
     figure.tight_layout()
     with atomic_output(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
     return Path(path)
 
 

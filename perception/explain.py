@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from drivelab.core.errors import ConfigError
 from drivelab.perception.centernet import CenterNet
 from drivelab.perception.classify import Classifier
-from drivelab.perception.encoders import ConvEncoder
+from drivelab.perception.encoders import ConvEncoder, frames_to_float
 
 Target = Callable[[object], torch.Tensor]  # model output -> (B,) scores
 
@@ -46,9 +46,7 @@ def _normalise(heat: np.ndarray) -> np.ndarray:
 
 
 def _as_input(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-    frames = torch.as_tensor(frames)
-    frames = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
-    return frames.detach().clone().requires_grad_(True)
+    return frames_to_float(torch.as_tensor(frames)).detach().clone().requires_grad_(True)
 
 
 def saliency(model: nn.Module, frames: torch.Tensor | np.ndarray, target: Target) -> np.ndarray:

@@ -19,7 +19,14 @@ from torch import nn
 
 from drivelab.core.errors import CheckpointError, ConfigError
 from drivelab.perception.checkpoints import load_state_strict, model_spec, read_checkpoint, save_checkpoint, spec_config
-from drivelab.perception.encoders import TRUNK_NAMES, ConvEncoder, EncoderSpec, build_encoder, random_shift
+from drivelab.perception.encoders import (
+    TRUNK_NAMES,
+    ConvEncoder,
+    EncoderSpec,
+    build_encoder,
+    frames_to_float,
+    random_shift,
+)
 
 ENCODER_KINDS = ("encoder", "classifier", "detector")
 
@@ -150,7 +157,7 @@ class EncoderExtractor(BaseFeaturesExtractor):
         return self
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        frames = observations.float() / 255.0 if observations.dtype == torch.uint8 else observations
+        frames = frames_to_float(observations)
         if self.training and self.augment_shift_px > 0:
             frames = random_shift(frames, self.augment_shift_px)
         batch, channels, height, width = frames.shape

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -106,13 +108,31 @@ def _check(status: int, stderr: str, message: str) -> None:
     assert message in lines[0], lines[0]
 
 
-@pytest.mark.parametrize(("args", "message"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
-def test_bad_input_gives_one_line(workdir: Path, args: list[str], message: str) -> None:
-    before = _tree(workdir)
+@pytest.fixture(scope="module")
+def subprocess_runs(workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """Every case of CASES run once, each in its own copy of the inputs, a few at a time (each pays a torch import)."""
+    folders = {}
+    for name, _, _ in CASES:
+        folders[name] = tmp_path_factory.mktemp("case") / "work"
+        shutil.copytree(workdir, folders[name])
     env = {**os.environ, "SDL_VIDEODRIVER": "offscreen"}
-    run = subprocess.run([*CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
-    _check(run.returncode, run.stderr, message)
-    assert _tree(workdir) == before  # nothing new, nothing touched
+
+    def run(case: tuple) -> tuple:
+        name, args, _ = case
+        before = _tree(folders[name])
+        done = subprocess.run([*CLI, *args], cwd=folders[name], env=env, capture_output=True, text=True, timeout=300)
+        return done.returncode, done.stderr, before, _tree(folders[name])
+
+    workers = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
+    with ThreadPoolExecutor(workers) as pool:
+        return dict(zip([case[0] for case in CASES], pool.map(run, CASES)))
+
+
+@pytest.mark.parametrize(("name", "message"), [(case[0], case[2]) for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_input_gives_one_line(subprocess_runs: dict[str, tuple], name: str, message: str) -> None:
+    status, stderr, before, after = subprocess_runs[name]
+    _check(status, stderr, message)
+    assert after == before  # nothing new, nothing touched
 
 
 @pytest.mark.parametrize(("args", "message"), [case[1:] for case in MORE_CASES], ids=[c[0] for c in MORE_CASES])
