@@ -11,7 +11,7 @@ from drivelab.envs.backends import EnvPoolSimulator, HighwayEnvSimulator, envpoo
 from drivelab.envs.camera import CameraConfig
 from drivelab.envs.config import validate_env_config
 from drivelab.envs.errors import BackendUnavailableError, ConfigError, simulator_errors
-from drivelab.envs.scenarios import get_scenario
+from drivelab.envs.scenarios import ENVPOOL_DIFFERENCES, get_scenario
 from drivelab.envs.vector import DrivingVectorEnv
 from drivelab.envs.workers import WorkerSimulator, resolve_num_workers
 
@@ -42,7 +42,12 @@ def choose_backend(
     if backend == "envpool":
         if reason:
             raise BackendUnavailableError(f"backend 'envpool' cannot run {env_id}: {reason}; use 'highway-env' or 'auto'")
+        if not scenario.envpool_auto:
+            log.warning("backend envpool: %s differs from highway-env's %s: %s", env_id, scenario.highway_env_id,
+                        ENVPOOL_DIFFERENCES[scenario.family])
         return backend
+    if not reason and not scenario.envpool_auto:
+        reason = f"not equivalent: {ENVPOOL_DIFFERENCES[scenario.family]}"
     if reason:
         log.info("backend auto: using highway-env for %s (%s)", env_id, reason)
         return "highway-env"
@@ -77,7 +82,7 @@ def make_vec(
             backend only; ``env.sim.envs[i].render()`` draws env i).
         num_workers: worker processes that step the highway-env backend's envs (same results
             as one process, faster with more cores). 0 or 1: this process. None: one per
-            usable core, at most ``num_envs``, where highway-env runs in place of EnvPool (a
+            usable core, at most ``num_envs`` and 16, where highway-env runs in place of EnvPool (a
             scenario EnvPool does not port, or ``"auto"`` falling back); this process for an
             explicit ``"highway-env"`` on a scenario EnvPool ports (the reference), one env, or
             ``render_mode``. Unused where ``"auto"`` picks EnvPool. See ``drivelab.envs.workers``.

@@ -1,42 +1,49 @@
-"""EnvPool's batched port against highway-env: same fixed policy, same statistics."""
+"""EnvPool's batched ports against highway-env: the same open-loop policy, the same statistics.
+
+Every case runs >= 200 EnvPool episodes and 30 highway-env episodes on disjoint seeds. Metrics
+a port is known to get otherwise (``Case.known_differences``, written up in
+``drivelab.envs.scenarios.ENVPOOL_DIFFERENCES``) are reported, not asserted; the ports that
+differ in every metric are not picked by backend "auto" and are checked in test_scenarios.py.
+"""
 
 import numpy as np
+import pytest
 
 import drivelab.envs as de
+from drivelab.envs.equivalence import CASES, METRICS, agrees, compare, first_episodes, open_loop
+from drivelab.envs.scenarios import ENVPOOL_DIFFERENCES
 
-IDLE = 1
-
-
-def first_episodes(backend: str, num_envs: int, seed: int) -> dict[str, np.ndarray]:
-    """Run IDLE until every env finished its first episode; the metrics of those episodes."""
-    env = de.make_vec("drivelab/highway-fast-v0", num_envs=num_envs, backend=backend, seed=seed)
-    env.reset()
-    finished = np.zeros(num_envs, bool)
-    metrics = {name: np.zeros(num_envs) for name in ("return", "length", "crashed")}
-    while not finished.all():
-        _, _, _, _, infos = env.step(np.full(num_envs, IDLE))
-        if "_driving" in infos:
-            new = infos["_driving"] & ~finished
-            for name in metrics:
-                metrics[name][new] = infos["driving"][name][new]
-            finished |= new
-    env.close()
-    return metrics
+CHECKED = [c for c in CASES if set(c.known_differences) != set(METRICS)]
 
 
-def test_idle_policy_statistics_agree_between_backends():
-    batched = first_episodes("envpool", 200, seed=0)
-    reference = first_episodes("highway-env", 24, seed=10_000)
-    for name in ("return", "length", "crashed"):
-        a, b = batched[name], reference[name]
-        if name == "crashed":  # two-proportion z-test: pooled rate, robust when one side is all 1s
-            pooled = np.concatenate([a, b]).mean()
-            standard_error = np.sqrt(pooled * (1 - pooled) * (1 / len(a) + 1 / len(b)))
-        else:  # Welch
-            standard_error = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-        difference = abs(a.mean() - b.mean())
-        # 3.5 standard errors: a false alarm about once in 2,000 runs; the floor covers
-        # the all-crash case where every variance is zero
-        assert difference <= 3.5 * standard_error + 0.02, (name, a.mean(), b.mean(), standard_error)
+@pytest.mark.parametrize("case", CHECKED, ids=[f"{c.env_id.split('/')[1]}-{c.policy_name}" for c in CHECKED])
+def test_fixed_policy_statistics_agree_between_backends(case):
+    batched = first_episodes(case.env_id, "envpool", case.policy, episodes=200, seed=0, config=case.config)
+    reference = first_episodes(case.env_id, "highway-env", case.policy, episodes=30, seed=100_000, config=case.config)
+    comparison = compare(batched, reference)
+    for metric in METRICS:
+        if metric not in case.known_differences:
+            assert agrees(comparison, metric), (metric, comparison[metric])
+
+
+def test_idle_policy_statistics_agree_between_backends_on_highway_fast():
+    batched = first_episodes("drivelab/highway-fast-v0", "envpool", open_loop([1]), episodes=200, seed=0)
+    reference = first_episodes("drivelab/highway-fast-v0", "highway-env", open_loop([1]), episodes=24, seed=10_000)
+    comparison = compare(batched, reference)
+    for metric in ("return", "length", "crashed"):
+        assert agrees(comparison, metric), (metric, comparison[metric])
     # the fixed policy crashes most of the time on both (planning measured ~95%)
     assert batched["crashed"].mean() > 0.8 and reference["crashed"].mean() > 0.7
+
+
+def test_the_comparison_flags_a_real_difference():
+    same = {m: np.r_[np.zeros(50), np.ones(50)] for m in METRICS}
+    shifted = {m: v + (1.0 if m == "return" else 0.0) for m, v in same.items()}
+    comparison = compare(same, shifted)
+    assert not agrees(comparison, "return") and agrees(comparison, "crashed")
+
+
+def test_known_differences_are_written_up():
+    for case in CASES:
+        if case.known_differences:
+            assert de.get_scenario(case.env_id).family in ENVPOOL_DIFFERENCES

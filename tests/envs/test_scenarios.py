@@ -25,22 +25,44 @@ def random_actions(env, rng):
     return rng.uniform(space.low, space.high, (env.num_envs, *space.shape)).astype(np.float32)
 
 
-@pytest.mark.parametrize("env_id", BATCHED)
-def test_auto_picks_envpool_for_the_ported_scenarios(env_id, caplog):
+AUTO_ENVPOOL = ["drivelab/merge-v0", "drivelab/parking-v0", "drivelab/parking-parked-v0"]
+NOT_EQUIVALENT = [e for e in BATCHED if e not in AUTO_ENVPOOL]  # ported, but seed-independent traffic
+
+
+@pytest.mark.parametrize("env_id", AUTO_ENVPOOL)
+def test_auto_picks_envpool_for_the_equivalent_ports(env_id, caplog):
     with caplog.at_level(logging.INFO, logger="drivelab.envs"):
         env = de.make_vec(env_id, num_envs=2)
     assert env.backend == "envpool" and "using envpool" in caplog.text
     env.close()
 
 
-@pytest.mark.parametrize("env_id", REFERENCE_ONLY)
-def test_auto_falls_back_to_highway_env_with_the_reason(env_id, caplog):
+@pytest.mark.parametrize("env_id", NOT_EQUIVALENT)
+def test_auto_keeps_highway_env_where_the_port_differs_and_envpool_warns(env_id, caplog):
     with caplog.at_level(logging.INFO, logger="drivelab.envs"):
         env = de.make_vec(env_id, num_envs=1)
-    assert env.backend == "highway-env" and "using highway-env" in caplog.text
+    assert env.backend == "highway-env" and "not equivalent" in caplog.text and "ignores the seed" in caplog.text
     env.close()
-    if "racetrack-" in env_id:  # EnvPool registers these, but its port builds another track
-        assert "6 of highway-env's" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drivelab.envs"):
+        env = de.make_vec(env_id, num_envs=2, backend="envpool")
+    assert env.backend == "envpool" and "differs from highway-env" in caplog.text
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ["drivelab/roundabout-v0", "drivelab/intersection-v0", "drivelab/racetrack-v0"])
+def test_the_ports_judged_not_equivalent_do_ignore_the_seed(env_id):
+    # Why auto does not pick them: different seeds give one and the same episode start.
+    env = de.make_vec(env_id, num_envs=3, backend="envpool", seed=0)
+    env.reset(seed=[0, 1, 12345])
+    states = env.vehicle_states()
+    assert np.array_equal(states.x[0], states.x[1]) and np.array_equal(states.x[0], states.x[2])
+    env.close()
+    reference = de.make_vec(env_id, num_envs=2, backend="highway-env")
+    reference.reset(seed=[0, 1])
+    states = reference.vehicle_states()
+    assert not np.array_equal(states.x[0], states.x[1])
+    reference.close()
 
 
 @pytest.mark.parametrize("env_id", BATCHED)
