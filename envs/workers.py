@@ -51,6 +51,7 @@ from drivelab.envs.states import VehicleBatch, replace_rows
 log = logging.getLogger(__name__)
 
 MAX_NUM_WORKERS = 64
+DEFAULT_MAX_WORKERS = 16  # each worker is an interpreter with highway-env, ~200 MB resident
 DEFAULT_TIMEOUT_S = 300.0  # longest wait for one reply: a big shard on a loaded machine, not a hang
 _CLOSE_TIMEOUT_S = 5.0
 _StatesKey = tuple[str, float | None]  # (detail, view_m) of a states() request
@@ -76,7 +77,7 @@ def resolve_num_workers(
 ) -> int:
     """How many worker processes run the highway-env backend: 0 means this process.
 
-    ``None`` (the default) uses one worker per usable core, at most ``num_envs``, whenever
+    ``None`` (the default) uses one worker per usable core, at most ``num_envs`` and 16, whenever
     highway-env runs in place of EnvPool: a scenario EnvPool does not port (exit, two-way,
     u-turn, lane-keeping, ...) or ``backend="auto"`` falling back. An explicit
     ``backend="highway-env"`` on a scenario EnvPool ports stays in this process (the reference
@@ -97,7 +98,7 @@ def resolve_num_workers(
         no_port = scenario.envpool_id is None
         if render_mode is not None or num_envs < 2 or not (no_port or backend == "auto"):
             return 0
-        workers = min(num_envs, usable_cpus(), MAX_NUM_WORKERS)
+        workers = min(num_envs, usable_cpus(), DEFAULT_MAX_WORKERS)
         return workers if workers >= 2 else 0
     if not isinstance(num_workers, (int, np.integer)) or isinstance(num_workers, bool):
         raise ConfigError(f"num_workers must be an integer in [0, {MAX_NUM_WORKERS}] or None; got {num_workers!r}")
@@ -348,6 +349,7 @@ class WorkerSimulator:
             self.close()
             raise
         self.single_observation_space, self.single_action_space, self.dt = spaces[0]
+        log.info("highway-env: %d envs of %s in %d worker processes", num_envs, scenario.env_id, self.num_workers)
         self._all = np.arange(num_envs)
         self._wants: list[_StatesKey] = []  # states details prefetched with each step
         self._asked: list[_StatesKey] = []  # details asked for all envs since the last step

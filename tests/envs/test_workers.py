@@ -128,6 +128,9 @@ def test_num_workers_default_and_validation(monkeypatch):
     assert resolve_num_workers(12, exit_, 4, "auto") == 4  # clamped to num_envs
     assert resolve_num_workers(1, exit_, 4, "auto") == 0
     assert resolve_num_workers(np.int64(2), exit_, 4, "auto") == 2
+    monkeypatch.setattr(workers, "usable_cpus", lambda: 128)
+    assert resolve_num_workers(None, exit_, 256, "auto") == 16  # memory: ~200 MB per worker
+    assert resolve_num_workers(64, exit_, 256, "auto") == 64  # unless asked for
     monkeypatch.setattr(workers, "usable_cpus", lambda: 1)
     assert resolve_num_workers(None, exit_, 16, "auto") == 0  # one core: no gain
     for bad in (-1, 65, 1.5, True, "2"):
