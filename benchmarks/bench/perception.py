@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from drivelab.benchmarks.cli.perception import HelpFormatter
+from drivelab.benchmarks.cli.perception import HelpFormatter, quiet_onnxruntime_info
 from drivelab.core.config import from_mapping
 from drivelab.core.errors import ConfigError
 from drivelab.core.files import check_writable, write_json_atomic
@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         args.frames, args.detector_epochs, args.classifier_epochs = 300, 2, 2
         args.work = args.work + "_quick"
     torch.set_num_threads(args.threads)  # the process's thread count: set here, in the command, only
+    quiet_onnxruntime_info()
     record = run_benchmark(args)
     print(json.dumps({"results": record["results"], "met": record["met"], "timings_s": record["timings_s"]}, indent=2))
     return 0

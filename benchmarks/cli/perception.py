@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,18 @@ def _set_threads(threads: int) -> None:
     if not 1 <= threads <= MAX_THREADS:
         raise ConfigError(f"--threads must be in [1, {MAX_THREADS}], got {threads}")
     torch.set_num_threads(threads)
+
+
+def quiet_onnxruntime_info() -> None:
+    """Drop onnxruntime's per-tensor INFO chatter during quantization (it logs through the root logger).
+
+    A command-line decision, made in run functions only: the library leaves logging alone.
+    """
+    def not_onnxruntime_info(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "onnxruntime" not in record.pathname
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(not_onnxruntime_info)
 
 
 def _at_least(value: int | None, low: int, option: str) -> None:
@@ -256,6 +269,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--atol must be >= 0, got {args.atol}")
     check_writable(args.out, folder=True)
     _set_threads(args.threads)
+    quiet_onnxruntime_info()
     model = _load_any_model(args.checkpoint)
     cfg = model.config
     generator = torch.Generator().manual_seed(0)
