@@ -26,8 +26,9 @@ from drivelab.core.provenance import machine_info
 log = logging.getLogger(__name__)
 
 RESULTS = Path("benchmarks/results")
-# Scenarios both runners step: highway-env, and drivelab's envpool backend (the batched one).
-SCENARIOS = tuple(s.name for s in de.SCENARIOS.values() if s.envpool_id is not None)
+# Scenarios both runners step, by name (the ids are NAME-v0): highway-env, and drivelab's envpool
+# backend (the batched one).
+SCENARIOS = tuple(s.name for s in de.SCENARIOS.values() if s.envpool_id is not None and s.version == 0)
 
 # highway-env's GrayscaleObservation as its documentation configures it: 128x64, 4 frames.
 HIGHWAY_ENV_GRAYSCALE = {
@@ -58,7 +59,8 @@ def measure_highway_env(scenario: str, observation: str, seconds: float, seed: i
     import highway_env  # noqa: F401
 
     config = {"observation": HIGHWAY_ENV_GRAYSCALE} if observation == "grayscale" else {}
-    env = gymnasium.make(f"{scenario}-v0", config=config)
+    env = gymnasium.make(f"{scenario}-v0")
+    env.unwrapped.configure(config)  # before reset, which builds the observation (some ids take no config=)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     steps, start = 0, time.perf_counter()
@@ -78,12 +80,18 @@ def measure_drivelab(scenario: str, observation: str, num_envs: int, seconds: fl
                       seed=seed)
     env.reset()
     rng = np.random.default_rng(seed)
-    n = env.single_action_space.n
+    space = env.single_action_space
+
+    def random_actions() -> np.ndarray:  # (B,) meta-actions or (B, A) continuous actions
+        if isinstance(space, gymnasium.spaces.Discrete):
+            return rng.integers(0, space.n, num_envs)
+        return rng.uniform(space.low, space.high, (num_envs, *space.shape)).astype(space.dtype)
+
     for _ in range(10):  # warm-up: compiled kernels, caches
-        env.step(rng.integers(0, n, num_envs))
+        env.step(random_actions())
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        env.step(rng.integers(0, n, num_envs))
+        env.step(random_actions())
         steps += num_envs
     elapsed = time.perf_counter() - start
     env.close()
