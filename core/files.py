@@ -67,7 +67,8 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> Path:
     try:
         handle, probe = tempfile.mkstemp(dir=parent, prefix=".drivelab-write-probe.")
     except OSError as error:
-        raise OutputPathError(f"cannot write {path}: cannot create files in {parent} ({error.strerror or error})") from error
+        reason = error.strerror or error
+        raise OutputPathError(f"cannot write {path}: cannot create files in {parent} ({reason})") from error
     os.close(handle)
     os.unlink(probe)
     return path

@@ -10,7 +10,8 @@ Quick start::
 
 ``gymnasium.make("drivelab/highway-fast-v0")`` and ``gymnasium.make_vec(..., num_envs=N)``
 work too once this package is imported (or with the module prefix:
-``gymnasium.make("drivelab.envs:drivelab/highway-fast-v0")``). ``make_sb3`` (Stable-Baselines3 ``VecEnv``) is loaded on first use, so importing
+``gymnasium.make("drivelab.envs:drivelab/highway-fast-v0")``).
+``make_sb3`` (Stable-Baselines3 ``VecEnv``) is loaded on first use, so importing
 this package imports neither torch nor SB3.
 """
 

@@ -79,7 +79,8 @@ class HighwayEnvSimulator:
             obs, info = self.envs[i].reset(seed=seed)
             self._last_info[i] = info
             observations.append(obs)
-        return concatenate(self.single_observation_space, observations, create_empty_array(self.single_observation_space, len(observations)))
+        space = self.single_observation_space
+        return concatenate(space, observations, create_empty_array(space, len(observations)))
 
     def start_reset(self, env_ids: np.ndarray) -> Callable[[], Any]:
         """Reset finished envs (unseeded): here all the work happens when the result is asked for."""

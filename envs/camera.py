@@ -202,7 +202,8 @@ class BatchedCamera:
         along = axes * half[..., :1]  # (B, V, 2) front direction x half length
         across = np.stack([-axes[..., 1], axes[..., 0]], -1) * half[..., 1:]
         signs = np.array([[1, -1], [1, 1], [-1, 1], [-1, -1]], float)  # (4, 2) along, across
-        return centre[:, :, None, :] + signs[None, None, :, :1] * along[:, :, None] + signs[None, None, :, 1:] * across[:, :, None]
+        front, side = signs[None, None, :, :1], signs[None, None, :, 1:]  # (1, 1, 4, 1)
+        return centre[:, :, None, :] + front * along[:, :, None] + side * across[:, :, None]
 
     def observation(self, env: int | None = None) -> np.ndarray:
         """A copy of the stacks as (B, stack * C, H, W) uint8, oldest frame first (one env: no B)."""

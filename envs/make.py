@@ -41,7 +41,9 @@ def choose_backend(
         reason = "rendering the scene (render_mode) needs highway-env's renderer"
     if backend == "envpool":
         if reason:
-            raise BackendUnavailableError(f"backend 'envpool' cannot run {env_id}: {reason}; use 'highway-env' or 'auto'")
+            raise BackendUnavailableError(
+                f"backend 'envpool' cannot run {env_id}: {reason}; use 'highway-env' or 'auto'"
+            )
         if not scenario.envpool_auto:
             log.warning("backend envpool: %s differs from highway-env's %s: %s", env_id, scenario.highway_env_id,
                         ENVPOOL_DIFFERENCES[scenario.family])

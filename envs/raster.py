@@ -3,8 +3,9 @@
 One compiled call draws the newest frame of every environment, shifts the frame stacks, and
 records for each vehicle the bounding box of exactly the pixels it drew. It runs on one thread
 on purpose: with numba's ``prange`` the kernel was ~2x faster on an idle 2-core machine but
-10-20x slower whenever another process (or torch's own threads, during training) held a core. Pixel (r, c) belongs to a vehicle when its centre (c + 0.5, r + 0.5) lies in
-the vehicle's rectangle, so boxes and pixels agree by construction.
+10-20x slower whenever another process (or torch's own threads, during training) held a core.
+Pixel (r, c) belongs to a vehicle when its centre (c + 0.5, r + 0.5) lies in the vehicle's
+rectangle, so boxes and pixels agree by construction.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def network_signature(network) -> tuple:
 def rasterize_network(network, metres_per_pixel: float) -> RoadRaster:
     """Draw a highway-env ``RoadNetwork`` into a world-aligned raster."""
     lanes = [lane for tos in network.graph.values() for ls in tos.values() for lane in ls]
-    outlines = [(_sample_positions(l, -0.5), _sample_positions(l, 0.5)) for l in lanes]
+    outlines = [(_sample_positions(lane, -0.5), _sample_positions(lane, 0.5)) for lane in lanes]
     points = np.concatenate([np.concatenate(o) for o in outlines]) if outlines else np.zeros((1, 2))
     margin_m = 2.0
     x0, y0 = points.min(0) - margin_m

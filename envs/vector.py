@@ -233,7 +233,9 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         if isinstance(space, spaces.Box):
             expected = (n, *space.shape)
             if array.shape != expected:
-                raise ActionError(f"{self.scenario.env_id} expects continuous actions of shape {expected}; got {array.shape}")
+                raise ActionError(
+                    f"{self.scenario.env_id} expects continuous actions of shape {expected}; got {array.shape}"
+                )
             if array.dtype.kind != "f" or not np.all(np.isfinite(array)):
                 raise ActionError(f"{self.scenario.env_id} expects finite float actions; got dtype {array.dtype}")
             return array

@@ -95,6 +95,7 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += ["", "What EnvPool 1.2.5's ports do differently:", ""]
     lines += [f"- **{name}**: {text}" for name, text in payload["differences"].items()]
     machine = payload["machine"]
-    lines += ["", f"Measured on {machine['cpu']} ({machine['cpu_affinity']} cores), commit {machine['git_commit'][:12]}, "
+    lines += ["", f"Measured on {machine['cpu']} ({machine['cpu_affinity']} cores), "
+              f"commit {machine['git_commit'][:12]}, "
               f"{machine['timestamp_utc']}; command `{machine['command']}`."]
     return "\n".join(lines) + "\n"

@@ -53,7 +53,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("perception explain", f"{_CLI}.perception", "saliency and Grad-CAM overlays"),
     Command("perception export", f"{_CLI}.perception", "ONNX export, onnxruntime parity, int8 quantization, speed"),
     Command("bench env", f"{_BENCH}.env", "env throughput: drivelab vs highway-env, ratio printed and recorded"),
-    Command("bench equivalence", f"{_BENCH}.equivalence", "EnvPool's ports vs highway-env: episode statistics per scenario"),
+    Command("bench equivalence", f"{_BENCH}.equivalence", "EnvPool's ports vs highway-env, episode statistics"),
     Command("bench frames", f"{_BENCH}.frames", "one PNG per scenario of the camera frames and their ground truth"),
     Command("bench train-speed", f"{_BENCH}.train_speed", "training throughput: drivelab PPO vs SB3 + highway-env"),
     Command("bench eval", f"{_BENCH}.eval", "evaluation speed and backend consistency of one policy"),

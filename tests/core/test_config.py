@@ -72,7 +72,8 @@ def test_yaml_files_must_hold_a_mapping_and_no_python_tags(tmp_path):
     assert read_yaml_mapping(tmp_path / "ok.yaml", "hyperparameters") == {"a": 1}
     (tmp_path / "list.yaml").write_text("- 1\n")
     (tmp_path / "tag.yaml").write_text("a: !!python/object/apply:os.system ['true']\n")
-    for name, message in (("list.yaml", "must hold a mapping"), ("tag.yaml", "invalid YAML"), ("none.yaml", "cannot read")):
+    cases = (("list.yaml", "must hold a mapping"), ("tag.yaml", "invalid YAML"), ("none.yaml", "cannot read"))
+    for name, message in cases:
         with pytest.raises(ConfigError, match=message):
             read_yaml_mapping(tmp_path / name, "hyperparameters")
 

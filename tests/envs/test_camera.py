@@ -20,7 +20,10 @@ def hand_made_states(x, y, heading):
     return batch
 
 
-def render(states, config=CameraConfig(color="rgb", stack=1)):
+RGB_ONE_FRAME = CameraConfig(color="rgb", stack=1)
+
+
+def render(states, config=RGB_ONE_FRAME):
     raster = cached_raster(RoadNetwork.straight_road_network(3, speed_limit=30), config.metres_per_pixel)
     camera = BatchedCamera(config, states.num_envs)
     camera.render(states, [raster] * states.num_envs, np.ones(states.num_envs, bool))
@@ -95,7 +98,8 @@ def test_live_boxes_match_projected_positions_and_pixels(backend):
                 if box[0] == 0 or box[1] == 0 or box[2] == config.width or box[3] == config.height:
                     continue  # clipped at the border: its centre is not the vehicle's
                 offset_m = np.array([states.x[b, slot], states.y[b, slot]]) - [states.x[b, 0], states.y[b, 0]]
-                np.testing.assert_allclose((box[:2] + box[2:]) / 2, ego_centre + offset_m / config.metres_per_pixel, atol=1.0)
+                expected = ego_centre + offset_m / config.metres_per_pixel
+                np.testing.assert_allclose((box[:2] + box[2:]) / 2, expected, atol=1.0)
                 x1, y1, x2, y2 = box
                 colour = EGO_RGB if slot == 0 else CAR_RGB
                 painted = np.all(frame[y1:y2, x1:x2] == colour, axis=-1)  # (h, w) this car's colour
@@ -150,7 +154,8 @@ def test_both_backends_render_the_same_frame_for_the_same_states():
 
 def test_resolution_and_colour_options():
     env = de.make_vec("drivelab/highway-fast-v0", num_envs=1, observation="camera", seed=0,
-                  camera={"width": 96, "height": 48, "metres_per_pixel": 0.25, "color": "rgb", "stack": 2, "ground_truth": True})
+                      camera={"width": 96, "height": 48, "metres_per_pixel": 0.25, "color": "rgb", "stack": 2,
+                              "ground_truth": True})
     obs, infos = env.reset()
     assert obs.shape == (1, 6, 48, 96)
     ego_box = infos["ground_truth"][0]["boxes"][0]

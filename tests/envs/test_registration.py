@@ -63,7 +63,8 @@ def test_auto_backend_choice_is_reported(caplog):
 
 def test_auto_falls_back_when_envpool_lacks_a_config_key(caplog):
     with caplog.at_level("INFO", logger="drivelab.envs"):
-        env = de.make_vec("drivelab/highway-fast-v0", config={"other_vehicles_type": "highway_env.vehicle.behavior.AggressiveVehicle"})
+        aggressive = "highway_env.vehicle.behavior.AggressiveVehicle"
+        env = de.make_vec("drivelab/highway-fast-v0", config={"other_vehicles_type": aggressive})
     assert env.backend == "highway-env"
     assert "other_vehicles_type" in caplog.text
 

@@ -46,6 +46,23 @@ def assert_same(reference, candidate, where="") -> None:
         assert candidate == reference, where
 
 
+@pytest.fixture
+def pristine_idm(monkeypatch):
+    """highway-env's IDM parameters as imported, for the in-process reference run.
+
+    highway-env's intersection-v0 rewrites ``IDMVehicle``'s class parameters for the whole
+    process (intersection_env.py: DISTANCE_WANTED = 7, COMFORT_ACC_MAX = 6, COMFORT_ACC_MIN = -3),
+    so an intersection episode run earlier in this process changes every later scenario's traffic.
+    Each worker is a fresh process; the reference must start from the same parameters.
+    """
+    from highway_env.vehicle.behavior import IDMVehicle
+    from highway_env.vehicle.controller import ControlledVehicle
+
+    monkeypatch.setattr(IDMVehicle, "DISTANCE_WANTED", 5.0 + ControlledVehicle.LENGTH)
+    monkeypatch.setattr(IDMVehicle, "COMFORT_ACC_MAX", 3.0)
+    monkeypatch.setattr(IDMVehicle, "COMFORT_ACC_MIN", -5.0)
+
+
 def run_episodes(env_id: str, observation: str, num_workers: int) -> tuple[list, str]:
     """Everything a fixed action sequence yields: resets, steps, autoresets, a seeded reset."""
     env = de.make_vec(env_id, num_envs=NUM_ENVS, backend="highway-env", observation=observation,
@@ -66,6 +83,7 @@ def run_episodes(env_id: str, observation: str, num_workers: int) -> tuple[list,
         env.close()
 
 
+@pytest.mark.usefixtures("pristine_idm")
 @pytest.mark.parametrize("observation", ["native", "camera"])
 @pytest.mark.parametrize("env_id", sorted(CONFIGS))
 def test_workers_match_one_process(env_id, observation):
@@ -79,6 +97,7 @@ def test_workers_match_one_process(env_id, observation):
     assert_same(reference, candidate)
 
 
+@pytest.mark.usefixtures("pristine_idm")
 def test_dict_observations_continuous_actions_and_a_clean_close():
     # lane-keeping: Dict observations, Box actions, and num_workers through gymnasium's entry point.
     def run(num_workers):
