@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,11 +19,13 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import KVWriter
+from stable_baselines3.common.logger import KVWriter, TensorBoardOutputFormat
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from drivelab.agents.checkpoints import save_checkpoint
 from drivelab.agents.evaluation import EvaluationResult
+from drivelab.core.files import write_text_atomic
 
 log = logging.getLogger("drivelab.agents")
 
@@ -54,6 +58,33 @@ class NamespacedWriter(KVWriter):
         self.inner.close()
 
 
+class ResumableTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard writer that, on a resume, tells TensorBoard to drop the rolled-back steps.
+
+    ``purge_step`` (the resumed checkpoint's step) makes TensorBoard discard events at or past it
+    from the earlier event files, so a resumed run shows one line per key, not overlapping ones.
+    """
+
+    def __init__(self, folder: str, purge_step: int | None = None) -> None:  # noqa: B042 - replaces the parent's
+        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+        self._is_closed = False
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop the rows of a JSON-lines log past ``last_step`` (steps a resume rolls back), atomically."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line torn by a kill
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), (int, float)) and row["step"] <= last_step:
+            kept.append(line)
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
+
 class JsonLinesWriter(KVWriter):
     """Appends one JSON object per dump to ``metrics.jsonl`` (kept across resumes)."""
 
@@ -80,6 +111,7 @@ class EpisodeMetricsCallback(BaseCallback):
         self.log_every_steps = log_every_steps
         self._episodes: dict[str, list[float]] = {"return": [], "length": [], "crashed": [], "mean_speed": []}
         self._next_dump = 0
+        self._dumped_at = -1
         self._clock = (0.0, 0)
 
     def _on_training_start(self) -> None:
@@ -94,12 +126,15 @@ class EpisodeMetricsCallback(BaseCallback):
                     self._episodes[key].append(float(driving[key]))
         return True
 
-    def _on_rollout_end(self) -> None:
+    def _on_rollout_start(self) -> None:
+        # At a rollout start the previous update's losses are recorded too: one row per step.
         if self.num_timesteps >= self._next_dump:
             self.dump()
 
     def _on_training_end(self) -> None:
-        self.dump()
+        # Not twice at one step (a rollout end just dumped), unless a final evaluation recorded more.
+        if self._dumped_at != self.num_timesteps or self.logger.name_to_value:
+            self.dump()
 
     def dump(self) -> None:
         """Record means since the last dump and write every logged value."""
@@ -118,6 +153,7 @@ class EpisodeMetricsCallback(BaseCallback):
                 values.clear()
         self.logger.record("perf/total_steps", steps)
         self.logger.dump(step=steps)
+        self._dumped_at = steps
         self._next_dump = steps + self.log_every_steps
 
 
@@ -187,15 +223,16 @@ class EveryNStepsCallback(BaseCallback):
 class RunCheckpointer(EveryNStepsCallback):
     """Saves a resumable checkpoint every ``every_steps`` env steps and at the end of training."""
 
-    def __init__(self, folder: Path, algo: str, every_steps: int) -> None:
+    def __init__(self, folder: Path, algo: str, every_steps: int, wall_s: Callable[[], float] | None = None) -> None:
         super().__init__(every_steps)
-        self.folder, self.algo = folder, algo
+        self.folder, self.algo, self.wall_s = folder, algo, wall_s
 
     def _on_training_end(self) -> None:
         self.run()
 
     def run(self) -> None:
-        info = save_checkpoint(self.model, self.algo, self.folder)
+        wall_s = self.wall_s() if self.wall_s is not None else None
+        info = save_checkpoint(self.model, self.algo, self.folder, training_wall_s=wall_s)
         log.debug("checkpoint at step %d in %s", info.step, info.folder)
         self.schedule()
 
@@ -219,6 +256,41 @@ class TimeBudgetCallback(BaseCallback):
         return False
 
 
+class StopOnSignal(BaseCallback):
+    """Stops training at the next step once SIGINT or SIGTERM arrived (checkpoint and export follow).
+
+    The handlers are installed for the duration of training only and the previous ones restored
+    after, so the process's own signal handling is unchanged outside ``learn``. A second signal
+    while the checkpoint is written interrupts at once (``KeyboardInterrupt``).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        log.warning("%s received: stopping at the next step, then checkpointing", signal.Signals(signum).name)
+
+    def _on_training_start(self) -> None:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+
+    def _on_step(self) -> bool:
+        return self.received is None
+
+    def restore(self) -> None:
+        """Put the handlers that were there before training back."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
 class PeriodicEvalCallback(EveryNStepsCallback):
     """Evaluates the current policy on held-out seeds every N steps and keeps the best one.
 
@@ -227,6 +299,8 @@ class PeriodicEvalCallback(EveryNStepsCallback):
         on_best: called with the result when the mean return beats every earlier evaluation.
         every_steps: evaluation period in env steps (also evaluated once at the end).
         history_path: JSON-lines file that receives every evaluation.
+        best_mean_return: the best earlier evaluation's mean return (of a resumed run).
+        skip_final: whether to skip the evaluation at the end of training.
     """
 
     def __init__(
@@ -236,14 +310,16 @@ class PeriodicEvalCallback(EveryNStepsCallback):
         every_steps: int,
         history_path: Path,
         best_mean_return: float = -np.inf,
+        skip_final: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(every_steps)
         self.evaluate, self.on_best, self.history_path = evaluate, on_best, history_path
         self.best_mean_return = best_mean_return
+        self.skip_final = skip_final  # e.g. when a signal stopped training: save, do not evaluate
         self._last_step = -1
 
     def _on_training_end(self) -> None:
-        if self._last_step != self.num_timesteps:
+        if self._last_step != self.num_timesteps and not self.skip_final():
             self.run()
 
     def run(self) -> None:

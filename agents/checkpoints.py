@@ -59,6 +59,7 @@ class CheckpointInfo:
     step: int
     algo: str
     files: dict[str, dict[str, Any]]  # name -> {"bytes": int, "sha256": str | None}
+    training_wall_s: float | None = None  # the run's training time when it was saved (killed segments too)
 
 
 def _fsync_file(path: Path) -> None:
@@ -92,7 +93,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
 
 
-def save_checkpoint(model: BaseAlgorithm, algo: str, folder: Path | str, keep: int = 2) -> CheckpointInfo:
+def save_checkpoint(
+    model: BaseAlgorithm, algo: str, folder: Path | str, keep: int = 2, training_wall_s: float | None = None
+) -> CheckpointInfo:
     """Save model, optimizer, step counter (and DQN's replay buffer) as the newest checkpoint.
 
     Args:
@@ -100,6 +103,8 @@ def save_checkpoint(model: BaseAlgorithm, algo: str, folder: Path | str, keep: i
         algo: ``"ppo"`` or ``"dqn"``.
         folder: the run's ``checkpoints/`` folder.
         keep: how many complete checkpoints to keep (the newest ones).
+        training_wall_s: the run's training time so far [s]; a resume continues from it, so
+            time spent in invocations that were killed still counts.
 
     Returns:
         The checkpoint written.
@@ -124,13 +129,13 @@ def save_checkpoint(model: BaseAlgorithm, algo: str, folder: Path | str, keep: i
         for path in sorted(staging.iterdir()):
             _fsync_file(path)
             files[path.name] = _describe(path)
-        manifest = {"step": step, "algo": algo, "folder": name, "files": files}
+        manifest = {"step": step, "algo": algo, "folder": name, "files": files, "training_wall_s": training_wall_s}
         write_json_atomic(staging / MANIFEST_FILE, manifest, sort_keys=True)
         _fsync_file(staging / MANIFEST_FILE)
     _fsync_dir(folder)
     write_json_atomic(folder / POINTER_NAME, manifest, sort_keys=True)
     _fsync_dir(folder)
-    info = CheckpointInfo(target, step, algo, files)
+    info = CheckpointInfo(target, step, algo, files, training_wall_s)
     _prune(folder, keep=keep, protect=target)
     return info
 
@@ -159,13 +164,16 @@ def _verify(checkpoint_folder: Path, manifest: dict[str, Any]) -> CheckpointInfo
                 f"checkpoint file {path} is truncated or corrupt ({actual['bytes']} bytes, "
                 f"expected {expected['bytes']})"
             )
-    return CheckpointInfo(checkpoint_folder, int(manifest["step"]), str(manifest["algo"]), files)
+    wall_s = manifest.get("training_wall_s")
+    wall_s = float(wall_s) if isinstance(wall_s, (int, float)) and not isinstance(wall_s, bool) else None
+    return CheckpointInfo(checkpoint_folder, int(manifest["step"]), str(manifest["algo"]), files, wall_s)
 
 
 def _read_pointer(folder: Path) -> CheckpointInfo | None:
     try:
         manifest = json.loads((folder / POINTER_NAME).read_text())
-        return CheckpointInfo(folder / manifest["folder"], int(manifest["step"]), manifest["algo"], manifest["files"])
+        return CheckpointInfo(folder / manifest["folder"], int(manifest["step"]), manifest["algo"], manifest["files"],
+                              manifest.get("training_wall_s"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -181,7 +189,8 @@ def find_last_checkpoint(folder: Path | str) -> CheckpointInfo:
     pointer = _read_pointer(folder)
     if pointer is not None:
         try:
-            return _verify(pointer.folder, {"step": pointer.step, "algo": pointer.algo, "files": pointer.files})
+            return _verify(pointer.folder, {"step": pointer.step, "algo": pointer.algo, "files": pointer.files,
+                                            "training_wall_s": pointer.training_wall_s})
         except (CheckpointError, AttributeError, TypeError, ValueError) as error:
             problems.append(str(error))
     elif (folder / POINTER_NAME).exists():
@@ -196,8 +205,8 @@ def find_last_checkpoint(folder: Path | str) -> CheckpointInfo:
             problems.append(f"{candidate.name}: {error}")
             continue
         if problems:
-            log.warning("newest checkpoint is damaged (%s); using %s (step %d)", "; ".join(problems),
-                        found.folder.name, found.step)
+            log.warning("resuming from %s (step %d): the newer checkpoint data is damaged (%s)",
+                        found.folder.name, found.step, "; ".join(problems))
         return found
     detail = "; ".join(problems) if problems else "none was ever written"
     raise CheckpointError(

@@ -128,8 +128,10 @@ def run_suite(
             "scenario": scenario, "algo": algo, "seed": seed, "run_dir": str(run_dir),
             "num_timesteps": result.num_timesteps, "steps_per_s": result.steps_per_s,
             "wall_s": time.perf_counter() - started_at, "best_eval": result.best_eval,
-            "final_export": str(result.final_export),
+            "final_export": str(result.final_export), "interrupted_by": result.interrupted_by,
         })
+        if result.interrupted_by:  # a signal stopped this run: do not start the next one
+            break
     return {
         "suite": {**suite.__dict__, "scenarios": list(suite.scenarios), "algos": list(suite.algos),
                   "seeds": list(suite.seeds)},
@@ -140,6 +142,7 @@ def run_suite(
         "git": provenance.git_commit(),
         "runs": runs,
         "summary": summarise(runs),
+        "interrupted_by": next((r["interrupted_by"] for r in runs if r["interrupted_by"]), None),
     }
 
 

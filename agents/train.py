@@ -11,6 +11,10 @@ Run directory layout::
     best/                      weights-only export of the best evaluated policy (+ its result)
     final/                     weights-only export at the end of training
 
+SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) stops training at the next step; the
+checkpoint and the final export are written as at a normal end (no final evaluation), and
+``TrainResult.interrupted_by`` names the signal (the CLI then exits 130 or 143).
+
 Resuming (SB3 allows this much): weights, optimizer state, step counter, learning-rate and
 exploration schedules, DQN's replay buffer and the global RNG states are restored. The envs
 restart from fresh episodes (simulator state is not saved) and a PPO rollout in progress at
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +39,7 @@ import torch
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 import drivelab.envs as de
@@ -43,9 +48,12 @@ from drivelab.agents.callbacks import (
     JsonLinesWriter,
     NamespacedWriter,
     PeriodicEvalCallback,
+    ResumableTensorBoard,
     RunCheckpointer,
+    StopOnSignal,
     TimeBudgetCallback,
     TrainingProgressBar,
+    truncate_jsonl,
 )
 from drivelab.agents.checkpoints import CheckpointInfo, find_last_checkpoint, load_checkpoint
 from drivelab.agents.configs import TrainConfig
@@ -67,10 +75,12 @@ from drivelab.agents.run_records import (
 from drivelab.agents.spec import read_spec
 from drivelab.core.config import from_mapping
 from drivelab.core.errors import DrivelabError
+from drivelab.core.files import ensure_dir
 
 log = logging.getLogger("drivelab.agents")
 
 CHECKPOINTS, BEST, FINAL = "checkpoints", "best", "final"
+METRICS, EVALUATIONS = "metrics.jsonl", "evaluations.jsonl"
 # Only these may differ between a run's saved config and a --resume invocation.
 RESUMABLE_CHANGES = ("total_steps", "device", "max_minutes")
 
@@ -84,6 +94,7 @@ class TrainResult:
     best_eval: dict[str, Any] | None  # summary of the best evaluation, None when none ran
     final_export: Path  # policy.json of the final weights-only export
     steps_per_s: float  # env steps per second of this invocation, end to end
+    interrupted_by: str | None = None  # "SIGINT" or "SIGTERM" when a signal stopped it (checkpoint saved)
 
 
 def resolve_device(device: str) -> str:
@@ -225,12 +236,16 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
         raise RunDirError(f"{run_dir} is not empty and not a drivelab run; refusing to delete it with --force")
 
 
-def _make_logger(run_dir: Path) -> Logger:
+def _make_logger(run_dir: Path, resumed_step: int | None) -> Logger:
+    """TensorBoard + ``metrics.jsonl``; on a resume, the rows of rolled-back steps are dropped first."""
+    if resumed_step is not None:
+        truncate_jsonl(run_dir / METRICS, resumed_step)
+        truncate_jsonl(run_dir / EVALUATIONS, resumed_step)
     return Logger(
         folder=str(run_dir),
         output_formats=[
-            NamespacedWriter(TensorBoardOutputFormat(str(run_dir / "tb"))),
-            NamespacedWriter(JsonLinesWriter(run_dir / "metrics.jsonl")),
+            NamespacedWriter(ResumableTensorBoard(str(run_dir / "tb"), purge_step=resumed_step)),
+            NamespacedWriter(JsonLinesWriter(run_dir / METRICS)),
         ],
     )
 
@@ -307,17 +322,22 @@ def train(
             model = build_model(config, env, device)
         if force and run_dir.exists():
             shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dir(run_dir)
         write_config(run_dir, config)
+        # Training time so far: the checkpoint's (which counts invocations that were killed), else
+        # the finished invocations' (checkpoints written before this was recorded).
         wall_before_s = previous_wall_s(run_dir)
+        if checkpoint is not None and checkpoint.training_wall_s is not None:
+            wall_before_s = checkpoint.training_wall_s
         record_start(run_dir, command, device, start_step if resume else None)
-        logger = _make_logger(run_dir)
+        logger = _make_logger(run_dir, start_step if resume else None)
         model.set_logger(logger)
         started = time.perf_counter()
         result = _learn(model, config, run_dir, progress_bar, log_every_steps, extra_callbacks or [],
                         wall_before_s)
         record_finish(run_dir, {"num_timesteps": result.num_timesteps, "steps_per_s": result.steps_per_s,
-                                "best_eval": result.best_eval, "wall_s": time.perf_counter() - started})
+                                "best_eval": result.best_eval, "wall_s": time.perf_counter() - started,
+                                "interrupted_by": result.interrupted_by})
         return result
     finally:
         env.close()
@@ -346,23 +366,29 @@ def _learn(
         best.update(summary)
         export_policy(model, config, run_dir / BEST, extra={"eval": summary, "training_wall_s": wall_s()})
 
+    stop = StopOnSignal()  # Ctrl-C or a scheduler's SIGTERM: stop, checkpoint (RunCheckpointer) and export
     callbacks: list[BaseCallback] = []
     if progress_bar:
         callbacks.append(TrainingProgressBar(config.total_steps))
     if config.eval_every_steps > 0:
         callbacks.append(
             PeriodicEvalCallback(_evaluation(config, lambda: model), on_best, config.eval_every_steps,
-                                 run_dir / "evaluations.jsonl", best_mean_return=_best_so_far(run_dir))
+                                 run_dir / EVALUATIONS, best_mean_return=_best_so_far(run_dir),
+                                 skip_final=lambda: stop.received is not None)
         )
-    callbacks.append(RunCheckpointer(run_dir / CHECKPOINTS, config.algo, config.checkpoint_every_steps))
+    callbacks.append(RunCheckpointer(run_dir / CHECKPOINTS, config.algo, config.checkpoint_every_steps, wall_s))
     callbacks.append(EpisodeMetricsCallback(log_every_steps or max(config.total_steps // 50, 1)))
     if config.max_minutes > 0:
         callbacks.append(TimeBudgetCallback(wall_s, config.max_minutes * 60.0))
     callbacks.extend(extra_callbacks)
-    if remaining > 0:
-        model.learn(remaining, callback=CallbackList(callbacks), log_interval=None, reset_num_timesteps=False)
-    else:
-        log.info("run %s already has %d >= %d steps", run_dir, model.num_timesteps, config.total_steps)
+    callbacks.append(stop)
+    try:
+        if remaining > 0:
+            model.learn(remaining, callback=CallbackList(callbacks), log_interval=None, reset_num_timesteps=False)
+        else:
+            log.info("run %s already has %d >= %d steps", run_dir, model.num_timesteps, config.total_steps)
+    finally:
+        stop.restore()
     elapsed = time.perf_counter() - start_time
     final = export_policy(model, config, run_dir / FINAL, extra={"training_wall_s": wall_s()})
     if not best and _best_so_far(run_dir) > float("-inf"):  # the best was found before a resume
@@ -373,4 +399,5 @@ def _learn(
         best_eval=best or None,
         final_export=final,
         steps_per_s=(model.num_timesteps - start_steps) / elapsed if elapsed > 0 else 0.0,
+        interrupted_by=signal.Signals(stop.received).name if stop.received is not None else None,
     )

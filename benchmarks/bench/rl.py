@@ -11,7 +11,7 @@ import torch
 
 from drivelab.agents.run_records import probe_writable
 from drivelab.agents.suite import only, read_suite, run_suite
-from drivelab.benchmarks.cli.train import check_threads
+from drivelab.benchmarks.cli.train import check_threads, exit_status
 from drivelab.core.files import write_json_atomic
 
 RESULTS = Path("benchmarks/results")
@@ -54,4 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row['scenario']} {row['algo']}: return {row['mean_return']:.2f} +- {row['std_return']:.2f} "
               f"crash rate {row['crash_rate']:.2f} over {row['seeds']} seeds ({row['eval_episodes']} episodes each)")
     print(f"results: {out}")
+    if record.get("interrupted_by"):
+        print(f"drivelab: {record['interrupted_by']}: the suite stopped; run the same command to continue it",
+              file=sys.stderr)
+        return exit_status(record["interrupted_by"])
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,11 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+
+def exit_status(signal_name: str) -> int:
+    """The shell's status for a process a signal stopped: 128 + its number (130 SIGINT, 143 SIGTERM)."""
+    return 128 + int(signal.Signals[signal_name])
 
 
 def check_threads(threads: int | None) -> None:
@@ -111,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
                    progress_bar=not args.no_progress)
     best = result.best_eval
     print(f"run {result.run_dir}: {result.num_timesteps} steps, {result.steps_per_s:.0f} env-steps/s")
+    if result.interrupted_by:
+        print(f"drivelab: {result.interrupted_by}: stopped at step {result.num_timesteps}, checkpoint saved; "
+              f"continue with: drivelab train --run-dir {result.run_dir} --resume", file=sys.stderr)
+        return exit_status(result.interrupted_by)
     if best:
         print(f"best held-out evaluation (step {best['step']}, {best['episodes']} episodes): "
               f"return {best['mean_return']:.2f}, crash rate {best['crash_rate']:.2f} -> {result.run_dir / 'best'}")

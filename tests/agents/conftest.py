@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,9 @@ from typing import Any
 import pytest
 import torch
 
-os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
-torch.set_num_threads(1)
+from drivelab.agents import TrainConfig, TrainResult, load_train_config, train
 
-from drivelab.agents import TrainConfig, TrainResult, load_train_config, train  # noqa: E402
+torch.set_num_threads(1)  # test setup: the shared 2-core machine runs one thread per test process
 
 ENV_ID = "drivelab/highway-fast-v0"
 # Small frames keep the CNN cheap on a shared 2-core machine.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -36,7 +37,7 @@ def test_crash_mid_checkpoint_keeps_the_previous_one(dqn_run: TrainResult, tmp_p
     assert sorted(p.name for p in folder.glob("step_*")) == [first.folder.name]  # no half-written one
 
 
-def test_damaged_pointer_falls_back_to_newest_intact(dqn_run: TrainResult, tmp_path: Path) -> None:
+def test_damaged_pointer_falls_back_to_newest_intact(dqn_run: TrainResult, tmp_path: Path, caplog) -> None:
     model = load_checkpoint(find_last_checkpoint(dqn_run.run_dir / "checkpoints"), env=None, device="cpu")
     folder = tmp_path / "checkpoints"
     older = save_checkpoint(model, "dqn", folder)
@@ -45,8 +46,29 @@ def test_damaged_pointer_falls_back_to_newest_intact(dqn_run: TrainResult, tmp_p
     (folder / "last.json").write_text('{"step": 12')  # torn write of the pointer
     assert find_last_checkpoint(folder).step == newer.step
     (newer.folder / "model.zip").write_bytes(b"PK\x03\x04")
-    assert find_last_checkpoint(folder).step == older.step
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="drivelab.agents"):
+        assert find_last_checkpoint(folder).step == older.step
+    (line,) = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]  # said, in one line
+    assert "model.zip" in line and older.folder.name in line
     (older.folder / "manifest.json").unlink()
+    with pytest.raises(CheckpointError, match="no intact checkpoint"):
+        find_last_checkpoint(folder)
+
+
+def test_same_size_corrupt_replay_buffer_is_caught_by_its_hash(dqn_run: TrainResult, tmp_path: Path) -> None:
+    model = load_checkpoint(find_last_checkpoint(dqn_run.run_dir / "checkpoints"), env=None, device="cpu")
+    folder = tmp_path / "checkpoints"
+    older = save_checkpoint(model, "dqn", folder)
+    model.num_timesteps += 64
+    newer = save_checkpoint(model, "dqn", folder)
+    buffer = newer.folder / "replay_buffer.pkl"
+    data = bytearray(buffer.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])  # same size, other bytes
+    buffer.write_bytes(bytes(data))
+    assert find_last_checkpoint(folder).step == older.step  # falls back instead of a traceback on load
+    (older.folder / "replay_buffer.pkl").write_bytes(b"\x80\x04garbage" + bytes(10))
     with pytest.raises(CheckpointError, match="no intact checkpoint"):
         find_last_checkpoint(folder)
 
