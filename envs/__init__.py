@@ -28,6 +28,7 @@ from drivelab.envs.errors import (
     ConfigError,
     DrivelabError,
     UnknownEnvError,
+    WorkerError,
 )
 from drivelab.envs.make import BACKENDS, OBSERVATIONS, choose_backend, make_vec
 from drivelab.envs.metrics import METRIC_NAMES
@@ -39,7 +40,7 @@ from drivelab.envs.vector import DrivingVectorEnv
 __all__ = [
     "ActionError", "BACKENDS", "BackendUnavailableError", "CLASS_NAMES", "CameraConfig",
     "ConfigError", "DrivelabError", "DrivingEnv", "DrivingVectorEnv", "ENV_IDS", "METRIC_NAMES",
-    "OBSERVATIONS", "SCENARIOS", "Scenario", "UnknownEnvError", "VehicleBatch",
+    "OBSERVATIONS", "SCENARIOS", "Scenario", "UnknownEnvError", "VehicleBatch", "WorkerError",
     "choose_backend", "get_scenario", "make", "make_sb3", "make_vec",
 ]
 

@@ -12,11 +12,12 @@ Both expose the same small interface to ``DrivingVectorEnv``:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import operator
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import Any
 
@@ -60,7 +61,8 @@ class HighwayEnvSimulator:
             # drivelab ids map to highway-env's v0 scenarios on purpose (EnvPool 1.2.5 ports v0;
             # the equivalence tests compare the two), so gymnasium's "newer version" notice is noise.
             warnings.filterwarnings("ignore", message=".*is out of date.*")
-            self.envs = [_make_highway_env(scenario.highway_env_id, config, extra) for _ in range(num_envs)]
+            with traffic_rules(scenario):
+                self.envs = [_make_highway_env(scenario.highway_env_id, config, extra) for _ in range(num_envs)]
         self.num_envs = num_envs
         first = self.envs[0]
         self.single_observation_space = first.observation_space
@@ -75,10 +77,11 @@ class HighwayEnvSimulator:
 
     def reset(self, env_ids: np.ndarray, seeds: list[int | None]) -> Any:
         observations = []
-        for i, seed in zip(env_ids, seeds):
-            obs, info = self.envs[i].reset(seed=seed)
-            self._last_info[i] = info
-            observations.append(obs)
+        with traffic_rules(self.scenario):
+            for i, seed in zip(env_ids, seeds):
+                obs, info = self.envs[i].reset(seed=seed)
+                self._last_info[i] = info
+                observations.append(obs)
         space = self.single_observation_space
         return concatenate(space, observations, create_empty_array(space, len(observations)))
 
@@ -91,9 +94,10 @@ class HighwayEnvSimulator:
         terminated = np.zeros(self.num_envs, bool)
         truncated = np.zeros(self.num_envs, bool)
         observations = []
-        for i, env in enumerate(self.envs):
-            obs, rewards[i], terminated[i], truncated[i], self._last_info[i] = env.step(actions[i])
-            observations.append(obs)
+        with traffic_rules(self.scenario):
+            for i, env in enumerate(self.envs):
+                obs, rewards[i], terminated[i], truncated[i], self._last_info[i] = env.step(actions[i])
+                observations.append(obs)
         self._obs = concatenate(self.single_observation_space, observations, self._obs)
         return self._obs, rewards, terminated, truncated
 
@@ -141,6 +145,29 @@ def _make_highway_env(highway_env_id: str, config: dict[str, Any], extra: dict[s
     env = gymnasium.make(highway_env_id, **extra)
     env.unwrapped.configure(config)
     return env
+
+
+# highway-env's IntersectionEnv sets these IDMVehicle class attributes for the whole process
+# when it makes its traffic, so every scenario simulated later in that process would drive
+# with them. Each simulator sets its scenario's values around its own work and restores them.
+_IDM_DEFAULTS = {"DISTANCE_WANTED": 10.0, "COMFORT_ACC_MAX": 3.0, "COMFORT_ACC_MIN": -5.0}  # highway-env 1.12.1
+_IDM_INTERSECTION = {"DISTANCE_WANTED": 7.0, "COMFORT_ACC_MAX": 6.0, "COMFORT_ACC_MIN": -3.0}
+
+
+@contextlib.contextmanager
+def traffic_rules(scenario: Scenario) -> Iterator[None]:
+    """highway-env's IDM parameters for ``scenario``'s traffic, restored afterwards."""
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    wanted = _IDM_INTERSECTION if scenario.family == "intersection" else _IDM_DEFAULTS
+    saved = {name: getattr(IDMVehicle, name) for name in wanted}
+    for name, value in wanted.items():
+        setattr(IDMVehicle, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(IDMVehicle, name, value)
 
 
 # highway-env config key -> EnvPool spec key, for the keys EnvPool's port implements.

@@ -9,7 +9,8 @@ from typing import Any
 from drivelab.core.errors import ConfigError, DrivelabError
 
 __all__ = [
-    "ActionError", "BackendUnavailableError", "ConfigError", "DrivelabError", "UnknownEnvError", "simulator_errors",
+    "ActionError", "BackendUnavailableError", "ConfigError", "DrivelabError", "UnknownEnvError", "WorkerError",
+    "simulator_errors",
 ]
 
 
@@ -19,6 +20,10 @@ class UnknownEnvError(DrivelabError, ValueError):
 
 class BackendUnavailableError(DrivelabError, RuntimeError):
     """A backend that is not installed or does not support the scenario or option."""
+
+
+class WorkerError(DrivelabError, RuntimeError):
+    """A worker process of the highway-env backend died or stopped answering."""
 
 
 class ActionError(DrivelabError, ValueError):

@@ -43,7 +43,7 @@ import numpy as np
 from gymnasium.vector.utils import create_empty_array
 
 from drivelab.envs.backends import HighwayEnvSimulator
-from drivelab.envs.errors import ConfigError, DrivelabError
+from drivelab.envs.errors import ConfigError, WorkerError
 from drivelab.envs.road import RoadRaster, network_signature
 from drivelab.envs.scenarios import Scenario
 from drivelab.envs.states import VehicleBatch, replace_rows
@@ -55,10 +55,6 @@ DEFAULT_MAX_WORKERS = 16  # each worker is an interpreter with highway-env, ~200
 DEFAULT_TIMEOUT_S = 300.0  # longest wait for one reply: a big shard on a loaded machine, not a hang
 _CLOSE_TIMEOUT_S = 5.0
 _StatesKey = tuple[str, float | None]  # (detail, view_m) of a states() request
-
-
-class WorkerError(DrivelabError, RuntimeError):
-    """A worker process of the highway-env backend died or stopped answering."""
 
 
 def usable_cpus() -> int:

@@ -129,3 +129,25 @@ def test_parking_has_its_goal_conditioned_dict_observation_on_both_backends():
         assert all(obs[k].shape == (2, 6) for k in obs)
         assert env.observation_space.contains(obs)
         env.close()
+
+
+def test_intersection_traffic_rules_do_not_leak_into_later_scenarios():
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    def merge_returns():
+        env = de.make_vec("drivelab/merge-v0", num_envs=2, backend="highway-env", seed=3)
+        env.reset()
+        total = np.zeros(2)
+        for _ in range(6):
+            _, rewards, _, _, _ = env.step(np.full(2, 3, np.int64))
+            total += rewards
+        env.close()
+        return total
+
+    before = merge_returns()
+    intersection = de.make_vec("drivelab/intersection-v0", num_envs=1, backend="highway-env", seed=0)
+    intersection.reset()
+    intersection.step(np.ones(1, np.int64))
+    intersection.close()
+    assert IDMVehicle.DISTANCE_WANTED == 10.0 and IDMVehicle.COMFORT_ACC_MIN == -5.0  # restored
+    np.testing.assert_array_equal(merge_returns(), before)

@@ -14,7 +14,8 @@ import pytest
 import drivelab.envs as de
 from drivelab.envs import workers
 from drivelab.envs.backends import HighwayEnvSimulator
-from drivelab.envs.workers import WorkerError, WorkerSimulator, resolve_num_workers
+from drivelab.envs.errors import WorkerError
+from drivelab.envs.workers import WorkerSimulator, resolve_num_workers
 
 NUM_ENVS = 4
 # Short episodes, so every run sees time-limit autoresets (two-way ends in crashes soon enough).
