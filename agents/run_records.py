@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,31 +13,9 @@ import yaml
 from drivelab.agents.configs import TrainConfig
 from drivelab.agents.errors import RunDirError
 from drivelab.core import provenance
-from drivelab.core.errors import OutputPathError
-from drivelab.core.files import check_writable, write_json_atomic, write_text_atomic
+from drivelab.core.files import write_json_atomic, write_text_atomic
 
 CONFIG_YAML, CONFIG_JSON, RUN_JSON = "config.yaml", "config.json", "run.json"
-
-
-def probe_writable(path: Path, *, folder: bool = False) -> None:
-    """``check_writable``, then a real test: create and remove a temp file where ``path`` will go.
-
-    Permission bits are not enough: root may write anywhere by them, yet ``/proc`` or a read-only
-    mount refuse every new file. Leaves nothing behind.
-
-    Raises:
-        OutputPathError: saying why ``path`` cannot be written.
-    """
-    path = check_writable(path, folder=folder)
-    parent = path if folder and path.is_dir() else path.parent
-    while not parent.exists():
-        parent = parent.parent
-    try:
-        handle, probe = tempfile.mkstemp(dir=parent, prefix=".drivelab-probe-")
-    except OSError as error:
-        raise OutputPathError(f"cannot write {path}: {error.strerror or error} in {parent}") from None
-    os.close(handle)
-    os.unlink(probe)
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:

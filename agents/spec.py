@@ -116,7 +116,7 @@ def space_from_dict(description: Any, what: str = "space") -> gym.Space:
 
 def _file_name(value: Any, key: str) -> str:
     if not (isinstance(value, str) and value and Path(value).name == value and value not in (".", "..")):
-        raise PolicySpecError(f"policy spec {key} must be a file name beside the spec, got {value!r}")
+        raise PolicySpecError(f"{key} must be a file name beside the spec, got {value!r}")
     return value
 
 
@@ -144,19 +144,19 @@ class PolicySpec:
 
     def __post_init__(self) -> None:
         if len(self.net_arch) > MAX_LAYERS:
-            raise PolicySpecError(f"policy spec net_arch has {len(self.net_arch)} layers; at most {MAX_LAYERS}")
+            raise PolicySpecError(f"net_arch has {len(self.net_arch)} layers; at most {MAX_LAYERS}")
         if (self.policy_net == "cnn") != (self.encoder is not None):
-            raise PolicySpecError("policy spec: a cnn policy needs an encoder, an mlp policy has none")
+            raise PolicySpecError("a cnn policy needs an encoder, an mlp policy has none")
         _file_name(self.weights, "weights")
         if self.encoder_file is not None:
             _file_name(self.encoder_file, "encoder_file")
         elif self.encoder is not None and self.encoder.name not in BUILTIN_ENCODERS:
             raise PolicySpecError(
-                f"policy spec encoder name must be one of {', '.join(BUILTIN_ENCODERS)} "
+                f"encoder name must be one of {', '.join(BUILTIN_ENCODERS)} "
                 f"(or the encoder travels as encoder_file), got {self.encoder.name!r}"
             )
         if not _HEX64.fullmatch(self.weights_sha256):
-            raise PolicySpecError(f"policy spec weights_sha256 must be 64 hex digits, got {self.weights_sha256!r}")
+            raise PolicySpecError(f"weights_sha256 must be 64 hex digits, got {self.weights_sha256!r}")
         observation_space = space_from_dict(self.observation_space, "observation_space")
         space_from_dict(self.action_space, "action_space")
         check_env_settings(self.env_id, self.observation, self.camera, self.env_config, "policy spec")
@@ -164,7 +164,7 @@ class PolicySpec:
             camera_shape = from_mapping(de.CameraConfig, self.camera, "policy spec camera").observation_shape
             if tuple(observation_space.shape) != camera_shape:
                 raise PolicySpecError(
-                    f"policy spec observation_space shape {list(observation_space.shape)} does not match "
+                    f"observation_space shape {list(observation_space.shape)} does not match "
                     f"its camera's {list(camera_shape)}"
                 )
 

@@ -67,7 +67,6 @@ from drivelab.agents.run_records import (
     CONFIG_JSON,
     RUN_JSON,
     previous_wall_s,
-    probe_writable,
     record_finish,
     record_start,
     write_config,
@@ -75,7 +74,7 @@ from drivelab.agents.run_records import (
 from drivelab.agents.spec import read_spec
 from drivelab.core.config import from_mapping
 from drivelab.core.errors import DrivelabError
-from drivelab.core.files import ensure_dir
+from drivelab.core.files import check_writable, ensure_dir
 
 log = logging.getLogger("drivelab.agents")
 
@@ -223,7 +222,7 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     """
     if resume and force:
         raise RunDirError("--resume and --force contradict each other; pass one")
-    probe_writable(run_dir, folder=True)
+    check_writable(run_dir, folder=True)
     exists = run_dir.exists() and any(run_dir.iterdir())
     if resume and not (run_dir / CONFIG_JSON).is_file():
         raise RunDirError(f"cannot resume {run_dir}: it holds no run (no {CONFIG_JSON}); drop --resume")

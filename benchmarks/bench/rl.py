@@ -9,10 +9,9 @@ from pathlib import Path
 
 import torch
 
-from drivelab.agents.run_records import probe_writable
 from drivelab.agents.suite import only, read_suite, run_suite
 from drivelab.benchmarks.cli.train import check_threads, exit_status
-from drivelab.core.files import write_json_atomic
+from drivelab.core.files import check_writable, write_json_atomic
 
 RESULTS = Path("benchmarks/results")
 
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     check_threads(args.threads)
     suite = only(read_suite(args.suite), args.algos, args.seeds)
     out = args.out or RESULTS / f"rl_{suite.name}_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    probe_writable(out)
+    check_writable(out)
     if args.threads:
         torch.set_num_threads(args.threads)
     record = run_suite(suite, progress_bar=not args.no_progress)
