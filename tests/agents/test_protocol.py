@@ -18,7 +18,7 @@ def test_protocol_v1_is_published_and_disjoint_from_training():
     assert spec.version == "drivelab-eval-v1"
     assert spec.episodes == 100 and spec.deterministic_actions
     assert spec.reference_backend == "highway-env" and "envpool" in spec.backends
-    assert len(spec.env_ids) == 11 and ENV_ID in spec.env_ids
+    assert len(spec.env_ids) == 15 and ENV_ID in spec.env_ids  # 11 scenarios and 4 variants
     assert spec.seeds_for(ENV_ID) == tuple(range(10_000_000, 10_000_100))
     every_seed = {s for env_id in spec.env_ids for s in spec.seeds_for(env_id)}
     assert min(every_seed) >= spec.training_seed_limit == 1_000_000
@@ -58,3 +58,12 @@ def test_protocol_with_overlapping_ranges_is_refused():
         protocol.EvalProtocol(**{**fields, "selection_seed_base": spec.evaluation_seed_floor})
     with pytest.raises(ProtocolError, match="distinct"):
         protocol.EvalProtocol(**{**fields, "seeds": {ENV_ID: [5]}})
+
+
+def test_the_protocol_publishes_seeds_for_every_registered_scenario():
+    import drivelab.envs as de
+    from drivelab.agents.protocol import load_protocol
+
+    protocol = load_protocol()
+    assert set(protocol.env_ids) == set(de.ENV_IDS)
+    assert all(len(protocol.seeds_for(env_id)) == protocol.episodes for env_id in de.ENV_IDS)

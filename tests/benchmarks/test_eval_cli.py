@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 import torch
-from leaderboard_fakes import FakeDrivingVecEnv
+from fakes import FakeDrivingVecEnv
 
 import drivelab.agents as agents
 import drivelab.envs as de

@@ -258,7 +258,7 @@ def test_rl_report_reads_each_runs_training_budget(tmp_path):
 
 
 def test_leaderboard_script_replaces_an_agent_re_evaluated_with_new_weights(tmp_path, monkeypatch, capsys):
-    from leaderboard_fakes import FakeDrivingVecEnv
+    from fakes import FakeDrivingVecEnv
 
     from drivelab.benchmarks.bench import leaderboard as bench_leaderboard
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from leaderboard_fakes import FakeDrivingVecEnv
+from fakes import FakeDrivingVecEnv
 
 from drivelab.agents import IdlePolicy, evaluate
 from drivelab.benchmarks.leaderboard import submit
