@@ -194,7 +194,9 @@ def _submit_shared(path: str, worker: int) -> None:
 
 
 def _run_workers(target, path: str) -> None:
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: the test process may hold torch's, numba's or EnvPool's threads, and a
+    # forked child of a threaded process can crash (it did: a segfault while collecting garbage).
+    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=target, args=(path, w)) for w in range(4)]
     for process in workers:
         process.start()
