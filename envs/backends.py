@@ -61,7 +61,7 @@ class HighwayEnvSimulator:
             # drivelab ids map to highway-env's v0 scenarios on purpose (EnvPool 1.2.5 ports v0;
             # the equivalence tests compare the two), so gymnasium's "newer version" notice is noise.
             warnings.filterwarnings("ignore", message=".*is out of date.*")
-            with traffic_rules(scenario):
+            with traffic_rules(scenario.family):
                 self.envs = [_make_highway_env(scenario.highway_env_id, config, extra) for _ in range(num_envs)]
         self.num_envs = num_envs
         first = self.envs[0]
@@ -77,7 +77,7 @@ class HighwayEnvSimulator:
 
     def reset(self, env_ids: np.ndarray, seeds: list[int | None]) -> Any:
         observations = []
-        with traffic_rules(self.scenario):
+        with traffic_rules(self.scenario.family):
             for i, seed in zip(env_ids, seeds):
                 obs, info = self.envs[i].reset(seed=seed)
                 self._last_info[i] = info
@@ -94,7 +94,7 @@ class HighwayEnvSimulator:
         terminated = np.zeros(self.num_envs, bool)
         truncated = np.zeros(self.num_envs, bool)
         observations = []
-        with traffic_rules(self.scenario):
+        with traffic_rules(self.scenario.family):
             for i, env in enumerate(self.envs):
                 obs, rewards[i], terminated[i], truncated[i], self._last_info[i] = env.step(actions[i])
                 observations.append(obs)
@@ -155,11 +155,11 @@ _IDM_INTERSECTION = {"DISTANCE_WANTED": 7.0, "COMFORT_ACC_MAX": 6.0, "COMFORT_AC
 
 
 @contextlib.contextmanager
-def traffic_rules(scenario: Scenario) -> Iterator[None]:
-    """highway-env's IDM parameters for ``scenario``'s traffic, restored afterwards."""
+def traffic_rules(family: str) -> Iterator[None]:
+    """highway-env's IDM parameters for the traffic of a scenario ``family``, restored afterwards."""
     from highway_env.vehicle.behavior import IDMVehicle
 
-    wanted = _IDM_INTERSECTION if scenario.family == "intersection" else _IDM_DEFAULTS
+    wanted = _IDM_INTERSECTION if family == "intersection" else _IDM_DEFAULTS
     saved = {name: getattr(IDMVehicle, name) for name in wanted}
     for name, value in wanted.items():
         setattr(IDMVehicle, name, value)
@@ -235,10 +235,10 @@ def reference_network(highway_env_id: str, lanes_count: int | None = None):
 
     if lanes_count is not None:
         return RoadNetwork.straight_road_network(lanes_count, speed_limit=30)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), traffic_rules(highway_env_id.split("-")[0]):
         warnings.filterwarnings("ignore", message=".*is out of date.*")
         env = gymnasium.make(highway_env_id).unwrapped
-    env.reset(seed=0)
+        env.reset(seed=0)
     network = env.road.network
     env.close()
     return network

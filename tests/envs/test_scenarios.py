@@ -145,9 +145,10 @@ def test_intersection_traffic_rules_do_not_leak_into_later_scenarios():
         return total
 
     before = merge_returns()
+    saved = (IDMVehicle.DISTANCE_WANTED, IDMVehicle.COMFORT_ACC_MIN)
     intersection = de.make_vec("drivelab/intersection-v0", num_envs=1, backend="highway-env", seed=0)
     intersection.reset()
     intersection.step(np.ones(1, np.int64))
     intersection.close()
-    assert IDMVehicle.DISTANCE_WANTED == 10.0 and IDMVehicle.COMFORT_ACC_MIN == -5.0  # restored
+    assert (IDMVehicle.DISTANCE_WANTED, IDMVehicle.COMFORT_ACC_MIN) == saved  # restored
     np.testing.assert_array_equal(merge_returns(), before)
