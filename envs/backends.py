@@ -28,7 +28,7 @@ from gymnasium.vector.utils import concatenate, create_empty_array
 from drivelab.envs.errors import BackendUnavailableError
 from drivelab.envs.road import RoadRaster, network_signature, rasterize_network
 from drivelab.envs.scenarios import ENVPOOL_DIFFERENCES, Scenario
-from drivelab.envs.states import EGO, VehicleBatch, from_highway_env
+from drivelab.envs.states import EGO, GOAL, OBSTACLE, VehicleBatch, from_highway_env, objects_from_highway_env
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,10 @@ class HighwayEnvSimulator:
 
     def rasters(self, env_ids: np.ndarray, metres_per_pixel: float) -> list[RoadRaster]:
         return [cached_raster(self.envs[i].unwrapped.road.network, metres_per_pixel) for i in env_ids]
+
+    def objects(self, env_ids: np.ndarray) -> VehicleBatch:
+        """Road objects of some envs (obstacles, walls, parking's goal), fixed within an episode."""
+        return objects_from_highway_env([self.envs[i].unwrapped for i in env_ids])
 
     def success(self, env_ids: np.ndarray, truncated: np.ndarray) -> np.ndarray:
         out = np.zeros(len(env_ids), bool)
@@ -394,6 +398,20 @@ class EnvPoolSimulator:
             target = getattr(batch, name)
             target[rows, slots_near] = values[:, k] > 0.5 if name == "crashed" else values[:, k]
         batch.present = near
+
+    def objects(self, env_ids: np.ndarray) -> VehicleBatch:
+        """Road objects of some envs (merge's obstacle, parking's walls and goal); none on highways."""
+        if self._straight:
+            return VehicleBatch.empty(len(env_ids), 0)
+        debug = self.pool.debug_states(np.asarray(env_ids, np.int32))
+        batch = VehicleBatch.empty(len(debug), max((len(d.road_objects) for d in debug), default=0))
+        for b, state in enumerate(debug):
+            for k, obj in enumerate(state.road_objects):
+                batch.x[b, k], batch.y[b, k], batch.heading[b, k] = obj.x, obj.y, obj.heading
+                batch.length[b, k], batch.width[b, k] = obj.length, obj.width
+                batch.present[b, k] = True
+                batch.class_id[b, k] = GOAL if obj.kind == 1 else OBSTACLE  # EnvPool: 1 = landmark
+        return batch
 
     def rasters(self, env_ids: np.ndarray, metres_per_pixel: float) -> list[RoadRaster]:
         if metres_per_pixel not in self._rasters:  # the road never changes within a pool

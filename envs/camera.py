@@ -21,6 +21,8 @@ from drivelab.envs.states import VehicleBatch
 EGO_RGB = (255, 230, 0)  # yellow: stands out from the blue cars in grayscale too
 CAR_RGB = (100, 200, 255)  # highway-env's vehicle blue
 CRASHED_RGB = (255, 100, 100)
+OBSTACLE_RGB = (200, 140, 60)  # obstacles and walls: ochre, apart from road grey and markings
+GOAL_RGB = (60, 220, 60)  # parking's goal spot
 MAX_FRAME_SIDE_PX = 2048  # frames are per env and per step: larger ones only exhaust memory
 MAX_STACK = 16
 MAX_VEHICLE_HALF_DIAGONAL_M = 5.0  # covers highway-env's cars (5 x 2 m) and trucks (up to ~10 m long)
@@ -97,7 +99,7 @@ class BatchedCamera:
         self.stack = np.zeros((num_envs, c.stack, c.channels, c.height, c.width), np.uint8)
         self.boxes = np.full((num_envs, 1, 4), -1, np.int32)  # (B, V, 4), resized on demand
         self.corners_px = np.zeros((num_envs, 1, 4, 2))  # (B, V, 4, 2), kept with ground truth only
-        palette = np.array([CAR_RGB, EGO_RGB, CRASHED_RGB, OFFROAD_RGB], np.uint8)
+        palette = np.array([CAR_RGB, EGO_RGB, CRASHED_RGB, OFFROAD_RGB, OBSTACLE_RGB, GOAL_RGB], np.uint8)
         self._palette = palette if c.channels == 3 else to_gray(palette)
 
     def render(
@@ -106,6 +108,7 @@ class BatchedCamera:
         rasters: list[RoadRaster],
         reset: np.ndarray,
         env_ids: np.ndarray | None = None,
+        objects: VehicleBatch | None = None,
     ) -> None:
         """Draw the newest frame of some envs and shift their stacks.
 
@@ -114,14 +117,18 @@ class BatchedCamera:
             rasters: the road raster of each rendered env (shared objects for a shared road).
             reset: (N,) bool, envs whose stack restarts (older frames zeroed).
             env_ids: (N,) which envs of the batch these are; None for all of them.
+            objects: road objects of the same envs, (N, O) (obstacles, walls, parking's goal),
+                drawn under the vehicles; they get no ground-truth boxes.
         """
         num_envs = self.stack.shape[0]
-        num_slots = states.x.shape[1]
-        if self.boxes.shape[1] < num_slots:  # grow, keeping other envs' boxes
-            grown = np.full((num_envs, num_slots, 4), -1, np.int32)
+        if objects is not None and objects.x.shape[1]:
+            states = _with_objects(states, objects)
+        drawn_slots = states.x.shape[1]
+        if self.boxes.shape[1] < drawn_slots:  # grow, keeping other envs' boxes
+            grown = np.full((num_envs, drawn_slots, 4), -1, np.int32)
             grown[:, : self.boxes.shape[1]] = self.boxes
             self.boxes = grown
-            corners = np.zeros((num_envs, num_slots, 4, 2))
+            corners = np.zeros((num_envs, drawn_slots, 4, 2))
             corners[:, : self.corners_px.shape[1]] = self.corners_px
             self.corners_px = corners
         groups: dict[int, list[int]] = {}
@@ -132,7 +139,7 @@ class BatchedCamera:
             if env_ids is None and len(positions) == num_envs:
                 self._render_group(states, raster, reset, self.stack, self.boxes)
                 if self.config.ground_truth:
-                    self.corners_px[:, :num_slots] = self.corners(states, raster)
+                    self.corners_px[:, :drawn_slots] = self.corners(states, raster)
                 continue
             pos = np.asarray(positions)
             idx = pos if env_ids is None else np.asarray(env_ids)[pos]
@@ -141,14 +148,15 @@ class BatchedCamera:
             self._render_group(group, raster, np.asarray(reset)[pos], stack, boxes)
             self.stack[idx], self.boxes[idx] = stack, boxes
             if self.config.ground_truth:
-                self.corners_px[idx, :num_slots] = self.corners(group, raster)
+                self.corners_px[idx, :drawn_slots] = self.corners(group, raster)
 
     def _render_group(self, states, raster, reset, stack, boxes) -> None:
         c = self.config
         mpp = raster.metres_per_pixel
         half_size = np.stack([states.length, states.width], -1) / (2.0 * mpp)
         boxes[:] = -1  # slots beyond this frame's vehicles hold no box
-        colour_index = np.where(states.crashed, 2, np.where(states.class_id == 1, 1, 0))
+        kind = states.class_id  # car 0, ego 1, obstacle 2, goal 3 -> palette car, ego, obstacle, goal
+        colour_index = np.where(kind >= 2, kind + 2, np.where(states.crashed, 2, np.where(kind == 1, 1, 0)))
         colours = self._palette[colour_index]
         reset = np.ascontiguousarray(reset, dtype=np.bool_)
         centre, axes = self._pose_px(states, raster)
@@ -239,3 +247,11 @@ class BatchedCamera:
                 }
             )
         return out
+
+
+def _with_objects(vehicles: VehicleBatch, objects: VehicleBatch) -> VehicleBatch:
+    """Vehicles then objects along the slot axis ``(B, V + O)``, to draw in one pass."""
+    return VehicleBatch(**{
+        name: array if array.ndim == 1 else np.concatenate([array, getattr(objects, name)], axis=1)
+        for name, array in vars(vehicles).items()
+    })

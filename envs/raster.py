@@ -102,9 +102,10 @@ def _draw_vehicles(frame, b, centre_px, axes, half_size_px, colours, present, bo
     """Oriented rectangles of env b's vehicles; each box encloses exactly the pixels drawn."""
     channels, height, width = frame.shape
     num_slots = present.shape[1]
-    # Other vehicles first, the ego (slot 0) last so it is always on top.
+    # From the last slot down: road objects (appended after the vehicles) first, then the other
+    # vehicles, the ego (slot 0) last so it is always on top.
     for k in range(num_slots):
-        v = (k + 1) % num_slots
+        v = num_slots - 1 - k
         if not present[b, v]:
             continue
         cx, cy = centre_px[b, v, 0], centre_px[b, v, 1]

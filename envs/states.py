@@ -8,6 +8,8 @@ import numpy as np
 
 CLASS_NAMES: tuple[str, ...] = ("car", "ego")
 CAR, EGO = 0, 1
+# Road objects (drawn, but not vehicles: no ground-truth boxes) use their own class ids.
+OBSTACLE, GOAL = 2, 3
 
 VEHICLE_LENGTH_M = 5.0  # highway-env Vehicle.LENGTH
 VEHICLE_WIDTH_M = 2.0  # highway-env Vehicle.WIDTH
@@ -104,6 +106,21 @@ def from_highway_env(unwrapped_envs: list, num_slots: int | None = None) -> Vehi
         ego_lane = getattr(vehicles[0], "lane_index", None)
         if ego_lane:
             batch.lanes_count[b] = len(env.road.network.graph[ego_lane[0]][ego_lane[1]])
+    return batch
+
+
+def objects_from_highway_env(unwrapped_envs: list) -> VehicleBatch:
+    """Road objects (obstacles, walls, parking's goal landmark) as a batch with class ids
+    ``OBSTACLE``/``GOAL``; ``(B, 0)`` where a scenario has none."""
+    rows = [list(env.road.objects) for env in unwrapped_envs]
+    batch = VehicleBatch.empty(len(rows), max((len(r) for r in rows), default=0))
+    for b, objects in enumerate(rows):
+        for k, obj in enumerate(objects):
+            batch.x[b, k], batch.y[b, k] = obj.position
+            batch.heading[b, k] = obj.heading
+            batch.length[b, k], batch.width[b, k] = obj.LENGTH, obj.WIDTH
+            batch.present[b, k] = True
+            batch.class_id[b, k] = GOAL if type(obj).__name__ == "Landmark" else OBSTACLE
     return batch
 
 

@@ -79,6 +79,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         self._rasters: list = []
         self._native_obs: Any = None
         self._ego_step: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0, bool))
+        self._objects = VehicleBatch.empty(self.num_envs, 0)  # road objects the camera draws
 
     # -- public API -------------------------------------------------------------------------
 
@@ -120,7 +121,8 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         self._ego_step = (self._states.speed[:, 0].copy(), self._states.crashed[:, 0].copy())
         if self.camera is not None:
             self._rasters = self.sim.rasters(self._all, self.camera_config.metres_per_pixel)
-            self.camera.render(self._states, self._rasters, np.ones(self.num_envs, bool))
+            self._objects = self._read_objects(self._all)
+            self.camera.render(self._states, self._rasters, np.ones(self.num_envs, bool), objects=self._objects)
         infos: dict[str, Any] = {}
         self._add_ground_truth(infos)
         return self._observation(), infos
@@ -146,7 +148,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         self.tracker.update(rewards, states)
         self._ego_step = (states.speed[:, 0].copy(), states.crashed[:, 0].copy())  # before any autoreset
         if self.camera is not None:
-            self.camera.render(states, self._rasters, np.zeros(self.num_envs, bool))
+            self.camera.render(states, self._rasters, np.zeros(self.num_envs, bool), objects=self._objects)
         self._states = states
         infos: dict[str, Any] = {}
         if finish_reset is not None:
@@ -158,6 +160,13 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         self.sim.close()
 
     # -- internals --------------------------------------------------------------------------
+
+    def _read_objects(self, env_ids: np.ndarray) -> VehicleBatch:
+        # Road objects stay put within an episode, so they are read at resets only. The worker
+        # backend runs scenarios without objects and reads none.
+        if not hasattr(self.sim, "objects"):
+            return VehicleBatch.empty(len(env_ids), 0)
+        return self.sim.objects(env_ids)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -192,7 +201,9 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             rasters = self.sim.rasters(ended, self.camera_config.metres_per_pixel)
             for k, i in enumerate(ended):
                 self._rasters[i] = rasters[k]
-            self.camera.render(rows, rasters, np.ones(len(ended), bool), env_ids=ended)
+            objects = self._read_objects(ended)  # the new episodes' (parking: a new goal)
+            self._objects = replace_rows(self._objects, ended, objects)
+            self.camera.render(rows, rasters, np.ones(len(ended), bool), env_ids=ended, objects=objects)
         infos.update(
             final_obs=final_obs, _final_obs=mask,
             final_info={"driving": driving, "_driving": mask}, _final_info=mask,

@@ -243,3 +243,32 @@ def test_auto_alignment_is_the_scenarios_default(env_id, align):
     gray_road = int(round(0.2989 * ROAD_RGB[0] + 0.587 * ROAD_RGB[1] + 0.114 * ROAD_RGB[2]))
     assert (obs[0, -1] == gray_road).mean() > 0.15  # the frame shows road, not mostly off-road
     env.close()
+
+
+@pytest.mark.parametrize("backend", ["envpool", "highway-env"])
+def test_parking_goal_and_walls_are_drawn_under_the_vehicles_but_get_no_boxes(backend):
+    from drivelab.envs.camera import GOAL_RGB, OBSTACLE_RGB
+    from drivelab.envs.states import GOAL
+
+    env = de.make_vec("drivelab/parking-v0", num_envs=4, backend=backend, observation="camera", seed=0,
+                      camera={"color": "rgb", "ground_truth": True, "align": "world"})
+    obs, infos = env.reset()
+    objects = env.sim.objects(np.arange(4))
+    states = env.vehicle_states()
+    config = env.camera_config
+    checked = 0
+    for b in range(4):
+        frame = obs[b, -3:].transpose(1, 2, 0)
+        goal = np.flatnonzero(objects.present[b] & (objects.class_id[b] == GOAL))[0]
+        ego_box = infos["ground_truth"][b]["boxes"][0]
+        ego_centre = (ego_box[:2] + ego_box[2:]) / 2
+        offset = np.array([objects.x[b, goal] - states.x[b, 0], objects.y[b, goal] - states.y[b, 0]])
+        col, row = np.floor(ego_centre + offset / config.metres_per_pixel).astype(int)
+        if 1 <= col < config.width - 1 and 1 <= row < config.height - 1:
+            window = frame[row - 1 : row + 2, col - 1 : col + 2]
+            assert np.all(window == GOAL_RGB, axis=-1).any()  # the goal spot, within a pixel of its centre
+            checked += 1
+        assert np.all(frame == OBSTACLE_RGB, axis=-1).any()  # the lot's walls
+        assert set(infos["ground_truth"][b]["classes"].tolist()) <= {0, 1}  # objects are no detections
+    assert checked >= 1
+    env.close()
