@@ -301,6 +301,8 @@ class PeriodicEvalCallback(EveryNStepsCallback):
         history_path: JSON-lines file that receives every evaluation.
         best_mean_return: the best earlier evaluation's mean return (of a resumed run).
         skip_final: whether to skip the evaluation at the end of training.
+        on_evaluation: called with (step, result) after every evaluation; returning False
+            stops training at the next step (e.g. an Optuna pruner deciding the trial is poor).
     """
 
     def __init__(
@@ -311,8 +313,11 @@ class PeriodicEvalCallback(EveryNStepsCallback):
         history_path: Path,
         best_mean_return: float = -np.inf,
         skip_final: Callable[[], bool] = lambda: False,
+        on_evaluation: Callable[[int, EvaluationResult], bool] | None = None,
     ) -> None:
         super().__init__(every_steps)
+        self.on_evaluation = on_evaluation
+        self.stopped_by_hook = False
         self.evaluate, self.on_best, self.history_path = evaluate, on_best, history_path
         self.best_mean_return = best_mean_return
         self.skip_final = skip_final  # e.g. when a signal stopped training: save, do not evaluate
@@ -337,4 +342,9 @@ class PeriodicEvalCallback(EveryNStepsCallback):
             self.num_timesteps, summary["mean_return"], summary["crash_rate"], self.best_mean_return,
         )
         self._last_step = self.num_timesteps
+        if self.on_evaluation is not None and self.on_evaluation(int(self.num_timesteps), result) is False:
+            self.stopped_by_hook = True
         self.schedule()
+
+    def _on_step(self) -> bool:
+        return not self.stopped_by_hook

@@ -282,6 +282,7 @@ def train(
     progress_bar: bool = True,
     log_every_steps: int | None = None,
     extra_callbacks: list[BaseCallback] | None = None,
+    on_evaluation: Callable[[int, EvaluationResult], bool] | None = None,
 ) -> TrainResult:
     """Train (or continue training) one run.
 
@@ -295,6 +296,8 @@ def train(
         progress_bar: show a tqdm bar.
         log_every_steps: env steps between log dumps (default: about 50 per run).
         extra_callbacks: more SB3 callbacks (tests, benchmarks).
+        on_evaluation: called with (step, result) after every periodic held-out evaluation;
+            returning False stops training there (a tuner's pruner), as a normal end.
 
     Raises:
         RunDirError, ConfigError, CheckpointError: with what to do instead; nothing on disk
@@ -333,7 +336,7 @@ def train(
         model.set_logger(logger)
         started = time.perf_counter()
         result = _learn(model, config, run_dir, progress_bar, log_every_steps, extra_callbacks or [],
-                        wall_before_s)
+                        wall_before_s, on_evaluation)
         record_finish(run_dir, {"num_timesteps": result.num_timesteps, "steps_per_s": result.steps_per_s,
                                 "best_eval": result.best_eval, "wall_s": time.perf_counter() - started,
                                 "interrupted_by": result.interrupted_by})
@@ -352,6 +355,7 @@ def _learn(
     log_every_steps: int | None,
     extra_callbacks: list[BaseCallback],
     wall_before_s: float,
+    on_evaluation: Callable[[int, EvaluationResult], bool] | None = None,
 ) -> TrainResult:
     remaining = config.total_steps - model.num_timesteps
     best: dict[str, Any] = {}
@@ -373,7 +377,7 @@ def _learn(
         callbacks.append(
             PeriodicEvalCallback(_evaluation(config, lambda: model), on_best, config.eval_every_steps,
                                  run_dir / EVALUATIONS, best_mean_return=_best_so_far(run_dir),
-                                 skip_final=lambda: stop.received is not None)
+                                 skip_final=lambda: stop.received is not None, on_evaluation=on_evaluation)
         )
     callbacks.append(RunCheckpointer(run_dir / CHECKPOINTS, config.algo, config.checkpoint_every_steps, wall_s))
     callbacks.append(EpisodeMetricsCallback(log_every_steps or max(config.total_steps // 50, 1)))

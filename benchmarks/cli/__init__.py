@@ -33,6 +33,7 @@ class Command:
 
 GROUPS = {
     "perception": "supervised perception: datasets, classifiers, detectors, explanations, export",
+    "zoo": "the zoo: trained agents shipped with drivelab, loadable by name (zoo:ALGO/SCENARIO)",
     "bench": "benchmarks: throughput, training suites, evaluation speed, leaderboards, README tables",
 }
 
@@ -44,6 +45,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("eval", f"{_CLI}.eval", "evaluate policies on the protocol's held-out seeds; optionally submit"),
     Command("leaderboard", f"{_CLI}.eval", "show a leaderboard (table, Markdown, CSV or an HTML page)"),
     Command("watch", f"{_CLI}.watch", "watch a policy drive: a window when there is a display, else an MP4"),
+    Command("tune", f"{_CLI}.tune", "hyperparameter sweep with Optuna (TPE, pruning) on shared storage"),
+    Command("zoo list", f"{_CLI}.zoo", "the zoo's trained agents and their protocol results"),
     Command("perception make-dataset", f"{_CLI}.perception", "render labelled frames from the simulator"),
     Command("perception train-classifier", f"{_CLI}.perception", "train a single- or multi-label classifier"),
     Command("perception eval-classifier", f"{_CLI}.perception", "accuracy, classification report, confusion matrix"),
@@ -61,6 +64,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("bench leaderboard", f"{_BENCH}.leaderboard", "evaluate the benchmark's agents and write LEADERBOARD.md"),
     Command("bench perception", f"{_BENCH}.perception", "detector AP, classifier F1/accuracy, inference speed"),
     Command("bench pretrained", f"{_BENCH}.pretrained", "PPO with a pretrained perception encoder vs random init"),
+    Command("bench imitation", f"{_BENCH}.imitation", "PPO from scratch vs BC vs BC->PPO vs BC->DQN, same seeds"),
+    Command("bench gpu", f"{_BENCH}.gpu", "on a CUDA machine: PPO env-steps/s GPU vs CPU, batched eval, CPU parity"),
     Command("bench readme", f"{_BENCH}.readme", "regenerate README's results tables from benchmarks/results"),
 )
 
