@@ -37,6 +37,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.dqn.policies import DQNPolicy
 
+from drivelab.agents import zoo
 from drivelab.agents.configs import EncoderConfig
 from drivelab.agents.errors import CheckpointError, PolicyLoadError, UnsafePolicyFileError
 from drivelab.agents.export import load_weights
@@ -269,7 +270,8 @@ def load_policy(
     """Load ``baseline:NAME`` or a policy export, checking it is safe and valid first.
 
     Args:
-        label: ``baseline:NAME`` (``random``, ``idle``, ``idm``), or a path: an export folder,
+        label: ``baseline:NAME`` (``random``, ``idle``, ``idm``), ``zoo:ALGO/SCENARIO`` (a trained
+            agent shipped with drivelab, see ``drivelab.agents.zoo``), or a path: an export folder,
             ``policy.json``, ``policy.safetensors``, a run folder (its ``best/`` export, else
             ``final/``), or an SB3 ``.zip`` checkpoint (only with ``trust_pickle``).
         env_id: the scenario the policy will drive (baselines are built for it).
@@ -291,7 +293,7 @@ def load_policy(
         raise PolicyLoadError(f"a policy is a path or one of {_baseline_labels()}, got {label!r}")
     if isinstance(label, str) and label.startswith(BASELINE_PREFIX):
         return _load_baseline(label, env_id)
-    path = Path(label)
+    path = zoo.resolve(label) if isinstance(label, str) and label.startswith(zoo.ZOO_PREFIX) else Path(label)
     if not path.exists():
         raise PolicyLoadError(f"policy {path} does not exist; give a policy export or one of {_baseline_labels()}")
     spec: dict[str, Any] = {}
