@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import math
-import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any
 from drivelab.agents import Policy, PolicySource, env_kwargs_from_spec, load_policy
 from drivelab.agents.evaluation import DEFAULT_NUM_ENVS, EvaluationResult, evaluate
 from drivelab.agents.protocol import DEFAULT_PROTOCOL, EvalProtocol, load_protocol
+from drivelab.benchmarks.leaderboard.replays import record_example_videos, record_failure_videos
 from drivelab.benchmarks.leaderboard.stats import entry_stats
 from drivelab.benchmarks.leaderboard.store import (
     DEFAULT_DB_PATH,
@@ -41,10 +41,9 @@ from drivelab.benchmarks.leaderboard.store import (
     StoredEntry,
     check_board_path,
 )
-from drivelab.benchmarks.viewer.episode import record_episode, watch_episode
 from drivelab.core import provenance
 from drivelab.core.errors import ConfigError, OutputPathError
-from drivelab.core.files import check_writable, sha256_bytes, write_json_atomic
+from drivelab.core.files import check_writable, sha256_bytes
 
 # Spec keys that describe an export's files or its evaluations, not the agent's config.
 SPEC_KEYS_NOT_CONFIG = ("weights", "weights_sha256", "encoder_file", "eval")
@@ -65,6 +64,7 @@ class Evaluation:
     policies: tuple[Policy, ...]
     results: tuple[EvaluationResult, ...]
     failures_manifest: Path | None = None  # failures.json, when failures were recorded
+    examples_manifest: Path | None = None  # examples.json, when example videos were recorded
 
     @property
     def sources(self) -> tuple[PolicySource, ...]:
@@ -135,6 +135,7 @@ def check_eval_options(
     max_failure_videos: int = DEFAULT_MAX_FAILURE_VIDEOS,
     training_steps: int | None = None,
     training_wall_s: float | None = None,
+    record_examples: str | Path | None = None,
 ) -> EvalProtocol:
     """Check evaluation options without evaluating anything; return the protocol.
 
@@ -154,6 +155,8 @@ def check_eval_options(
         spec.check_backend(backend)
     if record_failures is not None:
         _check_folder_writable(Path(record_failures), "--record-failures")
+    if record_examples is not None:
+        _check_folder_writable(Path(record_examples), "--record-examples")
     return spec
 
 
@@ -212,6 +215,7 @@ def evaluate_policies(
     progress: bool = False,
     make_env: MakeEnv | None = None,
     for_submission: bool = False,
+    record_examples: str | Path | None = None,
 ) -> Evaluation:
     """Load and evaluate policies (training runs of one agent) on the protocol's held-out seeds.
 
@@ -229,6 +233,8 @@ def evaluate_policies(
         progress: show a progress bar.
         make_env: build the vector env from ``num_envs`` instead of ``drivelab.envs.make_vec``.
         for_submission: also refuse policies trained on seeds outside the protocol's training range.
+        record_examples: replay one success and one failure (the shortest of each, over all runs)
+            into this folder as small MP4s for the leaderboard page (and ``examples.json``).
 
     Raises:
         DrivelabError: a bad option, policy or run set (before anything is evaluated).
@@ -236,7 +242,8 @@ def evaluate_policies(
     if not policies:
         raise ConfigError("give at least one policy")
     spec = check_eval_options(env_id, episodes=episodes, backend=backend, num_envs=num_envs, protocol=protocol,
-                              record_failures=record_failures, max_failure_videos=max_failure_videos)  # fmt: skip
+                              record_failures=record_failures, max_failure_videos=max_failure_videos,
+                              record_examples=record_examples)  # fmt: skip
     loaded = tuple(load_policy(label, env_id, trust_pickle=trust_pickle) for label in policies)
     sources = [policy.source for policy in loaded]
     check_runs_of_one_agent(sources)
@@ -251,6 +258,9 @@ def evaluate_policies(
     if record_failures is not None:
         results, manifest = record_failure_videos(Path(record_failures), loaded, results, max_failure_videos)
         evaluation = dataclasses.replace(evaluation, results=tuple(results), failures_manifest=manifest)
+    if record_examples is not None:  # after the failures: the page shows these episodes' videos
+        results, manifest = record_example_videos(Path(record_examples), loaded, evaluation.results)
+        evaluation = dataclasses.replace(evaluation, results=tuple(results), examples_manifest=manifest)
     return evaluation
 
 
@@ -273,6 +283,7 @@ def evaluate_and_submit(
     max_failure_videos: int = DEFAULT_MAX_FAILURE_VIDEOS,
     progress: bool = False,
     make_env: MakeEnv | None = None,
+    record_examples: str | Path | None = None,
 ) -> SubmitOutcome:
     """Evaluate policies (training runs of one agent) and store them as one leaderboard entry.
 
@@ -290,7 +301,7 @@ def evaluate_and_submit(
         submitter: who submits (default: the OS user).
         algorithm: the algorithm to show (default: from the policy spec).
         episodes, backend, num_envs, protocol, trust_pickle, record_failures,
-            max_failure_videos, progress, make_env: as in ``evaluate_policies``.
+            max_failure_videos, progress, make_env, record_examples: as in ``evaluate_policies``.
         training_steps: training env steps (default: from the policy spec).
         training_wall_s: training wall time [s] (default: from the policy spec).
 
@@ -318,7 +329,7 @@ def evaluate_and_submit(
     evaluation = evaluate_policies(
         policies, env_id, episodes=episodes, backend=backend, num_envs=num_envs, protocol=protocol,
         trust_pickle=trust_pickle, record_failures=record_failures, max_failure_videos=max_failure_videos,
-        progress=progress, make_env=make_env, for_submission=True,
+        progress=progress, make_env=make_env, for_submission=True, record_examples=record_examples,
     )  # fmt: skip
     metadata = build_metadata(evaluation, name=name, submitter=submitter, algorithm=algorithm,
                               training_steps=training_steps, training_wall_s=training_wall_s)  # fmt: skip
@@ -383,55 +394,6 @@ def build_metadata(
         hardware=provenance.hardware_summary(),
         protocol_episodes=evaluation.protocol.episodes,
     )
-
-
-# --- Failure videos -------------------------------------------------------------------------
-
-
-def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label.strip("/")).strip("_")[-60:] or "policy"
-
-
-def record_failure_videos(
-    folder: Path,
-    policies: Sequence[Policy],
-    results: Sequence[EvaluationResult],
-    max_videos: int,
-) -> tuple[list[EvaluationResult], Path]:
-    """Replay failed episodes from their seeds, record them as MP4 and list them in ``failures.json``.
-
-    Replays run on the reference backend (``drivelab watch``'s renderer), so only evaluations
-    on highway-env replay exactly; each manifest row says whether the replay reproduced the
-    evaluated episode. Returns the results with ``video_path`` set on the recorded episodes.
-    """
-    updated, rows, recorded = [], [], 0
-    for policy, result in zip(policies, results):
-        source = policy.source
-        env_kwargs = env_kwargs_from_spec(source.spec)
-        episodes = []
-        for e in result.episodes:
-            row = {"policy": source.label, "policy_sha256": source.sha256, "env_id": result.env_id,
-                   "backend": result.backend, "protocol": result.protocol_version, "seed": e.seed,
-                   "crashed": e.crashed, "success": e.success, "episode_return": e.episode_return}  # fmt: skip
-            if e.failed and recorded < max_videos:
-                replay = watch_episode(policy, result.env_id, e.seed, env_kwargs.get("observation", "camera"),
-                                       env_kwargs.get("camera"), env_kwargs.get("config"))  # fmt: skip
-                path = record_episode(folder / f"{_slug(source.label)}-seed{e.seed}.mp4", replay)
-                same_return = abs(replay.driving["return"] - e.episode_return) < 1e-6
-                row.update(video=str(path), replay_return=replay.driving["return"],
-                           replay_matches=bool(replay.driving["crashed"] == e.crashed and same_return))
-                e = dataclasses.replace(e, video_path=str(path))
-                recorded += 1
-            if e.failed:
-                rows.append(row)
-            episodes.append(e)
-        updated.append(dataclasses.replace(result, episodes=tuple(episodes)))
-    target = folder / "failures.json"
-    try:
-        write_json_atomic(target, rows)
-    except OSError as error:  # OutputPathError included
-        raise OutputPathError(f"cannot write {target}: {error}; choose another --record-failures") from None
-    return updated, target
 
 
 # --- What to print --------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -25,14 +25,16 @@ def check_video_path(path: str | Path) -> Path:
     return path
 
 
-def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> Path:
+def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float, quality: float = 8.0) -> Path:
     """Encode RGB uint8 frames (H, W, 3), all the same size, as H.264 MP4.
 
-    Sizes are padded to even numbers as yuv420p requires. Returns the path.
+    Sizes are padded to even numbers as yuv420p requires. ``quality`` is imageio-ffmpeg's 0..10
+    (10 best, largest). Returns the path.
     """
     path = check_writable(path)
     with atomic_output(path) as tmp:
-        writer = imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p", quality=8)
+        writer = imageio.get_writer(tmp, fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p",
+                                    quality=quality)
         try:
             for frame in frames:
                 h, w = frame.shape[:2]
@@ -42,6 +44,20 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> Pat
         finally:
             writer.close()
     return path
+
+
+def shrink_clip(frames: Sequence[np.ndarray], max_width: int, max_frames: int) -> list[np.ndarray]:
+    """At most ``max_frames`` frames, evenly spaced (first and last kept), at most ``max_width`` px wide.
+
+    For small videos on a web page: a long episode plays faster instead of growing the file.
+    """
+    if not frames:
+        return []
+    keep = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), max(max_frames, 1))).round().astype(int))
+    height, width = frames[0].shape[:2]
+    scale = min(1.0, max_width / width)
+    size = (max(2, round(width * scale)), max(2, round(height * scale)))  # (W, H) for OpenCV
+    return [frames[i] if scale == 1.0 else cv2.resize(frames[i], size, interpolation=cv2.INTER_AREA) for i in keep]
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
