@@ -42,8 +42,9 @@ class ZooAgent:
         return f"{ZOO_PREFIX}{self.algo}/{self.scenario}"
 
 
-def agents(zoo_dir: Path = ZOO_DIR) -> list[ZooAgent]:
-    """Every agent in the zoo, sorted by scenario then algorithm."""
+def agents(zoo_dir: Path | None = None) -> list[ZooAgent]:
+    """Every agent in the zoo (default: the package's), sorted by scenario then algorithm."""
+    zoo_dir = ZOO_DIR if zoo_dir is None else zoo_dir
     found = []
     for spec in sorted(zoo_dir.glob("*/*/policy.json")):
         folder = spec.parent
@@ -53,13 +54,14 @@ def agents(zoo_dir: Path = ZOO_DIR) -> list[ZooAgent]:
     return sorted(found, key=lambda agent: (agent.scenario, agent.algo))
 
 
-def resolve(label: str, zoo_dir: Path = ZOO_DIR) -> Path:
+def resolve(label: str, zoo_dir: Path | None = None) -> Path:
     """The export folder of ``zoo:ALGO/SCENARIO``.
 
     Raises:
         PolicyLoadError: a malformed name or one the zoo does not have (the message lists
             the agents it has).
     """
+    zoo_dir = ZOO_DIR if zoo_dir is None else zoo_dir
     name = label[len(ZOO_PREFIX):] if label.startswith(ZOO_PREFIX) else label
     algo, _, scenario = name.partition("/")
     available = ", ".join(agent.label for agent in agents(zoo_dir)) or "none"

@@ -47,6 +47,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("watch", f"{_CLI}.watch", "watch a policy drive: a window when there is a display, else an MP4"),
     Command("tune", f"{_CLI}.tune", "hyperparameter sweep with Optuna (TPE, pruning) on shared storage"),
     Command("zoo list", f"{_CLI}.zoo", "the zoo's trained agents and their protocol results"),
+    Command("zoo add", f"{_CLI}.zoo", "evaluate a trained export and add it to the zoo with its model card"),
     Command("perception make-dataset", f"{_CLI}.perception", "render labelled frames from the simulator"),
     Command("perception train-classifier", f"{_CLI}.perception", "train a single- or multi-label classifier"),
     Command("perception eval-classifier", f"{_CLI}.perception", "accuracy, classification report, confusion matrix"),
