@@ -1,61 +1,113 @@
-"""``drivelab bench leaderboard``: the benchmark's leaderboard, generated, never typed.
+"""``drivelab bench leaderboard``: the benchmark's leaderboard per scenario, generated, never typed.
 
-Evaluates random, idle and the IDM/MOBIL driver, and the trained camera agents found under
-``--runs`` (every run directory below it whose ``config.json`` names ``--env`` and camera
-frames: one entry per algorithm, one run per training seed, as `drivelab bench rl` lays them out) on
-the protocol's held-out seeds with the reference backend; submits them to ``--db`` through
-``leaderboard.submit.evaluate_and_submit`` (an agent evaluated again, e.g. with new weights,
-updates its own entry: same submitter, name, scenario, protocol and backend); writes
-``benchmarks/results/LEADERBOARD.md`` (shown in README), a static HTML page, failure videos
-of the trained agents, and ``benchmarks/results/rl_highway_camera.{json,md}``: each agent's
-per-seed results with mean and spread across training seeds.
+For every scenario asked for (default: highway-fast, merge, roundabout, intersection, parking,
+racetrack) it evaluates random, idle, the scenario's rule-based driver (``baseline:rules``;
+where this drivelab has no such label, the scenario's own driver, see ``RULE_DRIVERS``), the
+zoo's trained agents (``zoo:ppo/<scenario>``, ``zoo:dqn/<scenario>``, where shipped) and the
+trained camera agents found under ``--runs`` (every run directory below it whose
+``config.json`` names the scenario and camera frames: one entry per algorithm, one run per
+training seed, as `drivelab bench rl` and the suites lay them out), on the protocol's held-out
+seeds with the reference backend. Each entry is submitted to ``--db`` through
+``leaderboard.submit.evaluate_and_submit`` (an agent evaluated again updates its own entry)
+with one success and one failure recorded as small MP4s for the page. Then it writes, from
+everything on the board: ``benchmarks/results/LEADERBOARD.md`` (a section per scenario),
+``leaderboard_scenarios.md`` (one row per scenario, shown in README), the static HTML page
+(a tab per scenario, inline videos), and for highway-fast's trained agents
+``rl_highway_camera.{json,md}``: each agent's per-seed results with mean and spread across
+training seeds. An entry that cannot drive a scenario (a policy refused by its action space)
+is listed under the scenario with the reason, and the others go on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import textwrap
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from drivelab.agents import PolicyLoadError, load_policy, zoo
+from drivelab.agents.protocol import DEFAULT_PROTOCOL, load_protocol
+from drivelab.benchmarks.bench.leaderboard_tables import (
+    leaderboard_md,
+    order_by_scenario,
+    scenario_table_md,
+    short_name,
+)
 from drivelab.benchmarks.leaderboard import pages, submit
-from drivelab.benchmarks.leaderboard.store import Leaderboard
-from drivelab.core.errors import ConfigError
+from drivelab.benchmarks.leaderboard.store import Leaderboard, LeaderboardError, check_board_path
+from drivelab.core.errors import ConfigError, DrivelabError, OutputPathError
 from drivelab.core.files import check_writable, write_json_atomic, write_text_atomic
 from drivelab.core.provenance import machine_info
+from drivelab.envs.scenarios import get_scenario
 
 RESULTS = Path("benchmarks/results")
-BASELINES = ("random", "idle", "idm")
+SCENARIOS = ("highway-fast", "merge", "roundabout", "intersection", "parking", "racetrack")
+RL_REPORT_ENV = "drivelab/highway-fast-v0"  # rl_highway_camera.{json,md}: the highway-camera suite's agents
+BASELINES = ("random", "idle", "rules", "idm")
 ALGOS = ("ppo", "dqn")
+AGENTS = (*BASELINES, "zoo", *ALGOS)
+DEFAULT_AGENTS = ("random", "idle", "rules", "zoo", *ALGOS)
+RULES_LABEL = "baseline:rules"
+# Where this drivelab has no baseline:rules: the driver written for the scenario's family (else IDM/MOBIL).
+RULE_DRIVERS = {"intersection": "gap", "parking": "parker", "racetrack": "pursuit", "lane-keeping": "pursuit"}
 FAILURE_VIDEOS_PER_AGENT = 3
+NOTES_JSON = "leaderboard_notes.json"  # per scenario: entries not evaluated, and why
 DESCRIPTION = (
-    "Evaluate the baselines (random, idle, IDM/MOBIL) and the trained PPO/DQN camera agents "
-    "found under --runs on the protocol's held-out seeds, submit them to --db (an agent "
-    "evaluated again updates its own entry), and write LEADERBOARD.md, an HTML page, failure "
-    "videos and the RL report (rl_highway_camera.json/.md) under benchmarks/results."
+    "Evaluate, per scenario, random, idle, the rule-based driver, the zoo's PPO/DQN agents and the "
+    "trained camera agents found under --runs on the protocol's held-out seeds; submit them to --db "
+    "(an agent evaluated again updates its own entry) with one success and one failure video each; "
+    "write LEADERBOARD.md (a section per scenario), leaderboard_scenarios.md (README's table), an "
+    "HTML page with a tab per scenario, and the highway-fast RL report under benchmarks/results."
 )
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
     """Add ``bench leaderboard``'s arguments to ``parser``."""
     parser.description = textwrap.fill(DESCRIPTION, 88)  # the table's formatter keeps line breaks
-    parser.add_argument("--env", default="drivelab/highway-fast-v0", help="scenario id (default %(default)s)")
-    parser.add_argument("--runs", type=Path, default=Path("runs/highway-camera"),
-                        help="searched for PPO/DQN run directories (default %(default)s)")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), metavar="NAME",
+                        help="short names or ids of protocol scenarios (default: %(default)s)")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[Path("runs/highway-camera")], metavar="DIR",
+                        help="searched for PPO/DQN camera run directories, e.g. suite folders "
+                        "(default %(default)s; a folder that does not exist holds none)")
     parser.add_argument("--episodes", type=int, default=100, help="episodes per run (default %(default)s)")
+    parser.add_argument("--num-envs", type=int, default=8,
+                        help="envs stepped together; does not change results (default %(default)s)")
     parser.add_argument("--db", type=Path, default=Path("runs/leaderboard.db"),
                         help="leaderboard SQLite file (default %(default)s)")
     parser.add_argument("--videos", type=Path, default=Path("runs/failures"),
-                        help="failure videos of trained agents go to VIDEOS/ALGO (default %(default)s)")
+                        help="failure videos of trained agents go to VIDEOS/SCENARIO/ALGO (default %(default)s)")
+    parser.add_argument("--examples", type=Path, default=RESULTS / "videos",
+                        help="each entry's success and failure clips go to EXAMPLES/SCENARIO/ENTRY "
+                        "(default %(default)s)")
     parser.add_argument("--html", type=Path, default=Path("runs/leaderboard_html"),
                         help="static HTML page folder (default %(default)s)")
-    parser.add_argument("--agents", nargs="+", choices=[*BASELINES, *ALGOS], default=[*BASELINES, *ALGOS],
-                        help="evaluate only these (the others keep their entries in --db); default all")
+    parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(DEFAULT_AGENTS),
+                        help="evaluate only these (the others keep their entries in --db); rules: the "
+                        "scenario's rule-based driver, idm: IDM/MOBIL itself, zoo: zoo:ALGO/SCENARIO where "
+                        "shipped (default %(default)s)")
     parser.set_defaults(func=run)
+
+
+def scenario_id(name: str) -> str:
+    """``merge`` -> ``drivelab/merge-v0``; ``intersection-v1`` and full ids as they are.
+
+    Raises:
+        ConfigError: a scenario the default protocol has no seeds for (naming the valid ones).
+    """
+    env_id = name if "/" in name else f"drivelab/{name}" if name.rpartition("-v")[2].isdigit() else \
+        f"drivelab/{name}-v0"  # fmt: skip
+    known = load_protocol(DEFAULT_PROTOCOL).env_ids
+    if env_id not in known:
+        raise ConfigError(f"unknown scenario {name!r} for --scenarios; valid: "
+                          f"{', '.join(short_name(e) for e in known)}")  # fmt: skip
+    return env_id
 
 
 @dataclass(frozen=True)
@@ -66,15 +118,56 @@ class PlannedEntry:
     policies: tuple[str, ...]
     algorithm: str | None = None
     record_failures: Path | None = None
+    record_examples: Path | None = None
 
 
-def plan_entries(agents: list[str], runs_root: Path, env_id: str, videos: Path) -> list[PlannedEntry]:
-    """The entries to evaluate: the baselines asked for, then each algorithm with trained runs."""
-    planned = [PlannedEntry(name, (f"baseline:{name}",)) for name in BASELINES if name in agents]
+def rules_driver(env_id: str) -> tuple[str, str]:
+    """The rule-based driver for ``env_id``: ``(label, what to show as its algorithm)``.
+
+    ``baseline:rules`` where ``load_policy`` takes it, else the driver written for the scenario's
+    family (``RULE_DRIVERS``), else ``baseline:idm``.
+    """
+    fallback = f"baseline:{RULE_DRIVERS.get(get_scenario(env_id).family, 'idm')}"
+    for label in dict.fromkeys((RULES_LABEL, fallback, "baseline:idm")):
+        try:
+            policy = load_policy(label, env_id)
+        except (PolicyLoadError, ConfigError):
+            continue
+        name = label.partition(":")[2]
+        driver = getattr(policy, "name", name)
+        return label, name if driver in (name, "policy") else f"{name} ({driver})"
+    raise ConfigError(f"no rule-based driver loads for {env_id}")  # baseline:idm always does
+
+
+def plan_entries(
+    agents: Sequence[str],
+    runs_roots: Path | Sequence[Path],
+    env_id: str,
+    videos: Path,
+    examples: Path | None = None,
+) -> list[PlannedEntry]:
+    """The entries to evaluate on ``env_id``: the baselines asked for, the zoo's agents, then each
+    algorithm with trained runs (failure videos of those to ``videos/ALGO``); with ``examples``,
+    every entry records its success and failure clips to ``examples/ENTRY``."""
+    roots = [runs_roots] if isinstance(runs_roots, Path) else list(runs_roots)
+
+    def clips(name: str) -> Path | None:
+        return None if examples is None else examples / name
+
+    planned = []
+    for name in (b for b in BASELINES if b in agents):
+        label, algorithm = rules_driver(env_id) if name == "rules" else (f"baseline:{name}", None)
+        planned.append(PlannedEntry(name, (label,), algorithm, None, clips(name)))
+    if "zoo" in agents:
+        for agent in zoo.agents():
+            if agent.algo in ALGOS and agent.scenario == short_name(env_id):
+                planned.append(PlannedEntry(f"zoo-{agent.algo}", (agent.label,), agent.algo, None,
+                                            clips(f"zoo-{agent.algo}")))  # fmt: skip
     for algo in (a for a in ALGOS if a in agents):
-        runs = _run_dirs(runs_root, algo, env_id)
+        runs = [run for root in roots for run in _run_dirs(root, algo, env_id)]
         if runs:
-            planned.append(PlannedEntry(f"{algo}-camera", tuple(map(str, runs)), algo, videos / algo))
+            name = f"{algo}-camera"
+            planned.append(PlannedEntry(name, tuple(map(str, runs)), algo, videos / algo, clips(name)))
     return planned
 
 
@@ -95,8 +188,6 @@ def _run_dirs(root: Path, algo: str, env_id: str) -> list[Path]:
         ):
             found.append(run)
     return found
-
-
 def _training_record(policy_label: str) -> dict[str, Any]:
     """Steps and minutes a run trained for (its final export) and its best checkpoint's step."""
     run = Path(policy_label)
@@ -168,6 +259,79 @@ def rl_report_md(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _read_notes(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}  # only notes: rewritten below from this run's outcome
+
+
+def _evaluate_entry(env_id: str, entry: PlannedEntry, db: Path, **options: Any) -> str | None:
+    """Evaluate and submit one entry; the reason when the entry cannot drive this scenario."""
+    print(f"{short_name(env_id)}: evaluating {entry.name}: {' '.join(entry.policies)}", flush=True)
+    try:
+        outcome = submit.evaluate_and_submit(
+            list(entry.policies), env_id, db=db, name=entry.name, algorithm=entry.algorithm,
+            record_failures=entry.record_failures, max_failure_videos=FAILURE_VIDEOS_PER_AGENT,
+            record_examples=entry.record_examples, progress=True, **options,
+        )  # fmt: skip
+    except (LeaderboardError, OutputPathError):
+        raise  # the board or an output folder: nothing else would work either
+    except DrivelabError as error:  # this policy cannot drive this scenario (its action space, say)
+        print(f"  not on the board: {error}", flush=True)
+        return str(error)
+    print("\n".join(submit.summary_lines(outcome.results, outcome.protocol)))
+    print("\n".join(submit.submission_lines(outcome)))
+    return None
+
+
+def build_boards(
+    plans: Mapping[str, Sequence[PlannedEntry]],
+    db: Path,
+    *,
+    episodes: int,
+    html: Path,
+    results: Path = RESULTS,
+    num_envs: int = 8,
+    make_env: submit.MakeEnv | None = None,
+    scenarios: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Evaluate and submit every planned entry per scenario, then write the pages from the whole board.
+
+    ``scenarios`` (env ids) orders the sections (the planned ones first by default). Returns the
+    highway-fast RL report (its ``agents`` list is empty when no trained agent is on the board).
+    """
+    notes_path = results / NOTES_JSON
+    skipped = _read_notes(notes_path)
+    for env_id, planned in plans.items():
+        for entry in planned:
+            reason = _evaluate_entry(env_id, entry, db, episodes=episodes, num_envs=num_envs, make_env=make_env)
+            scenario_notes = skipped.setdefault(env_id, {})
+            if reason is None:
+                scenario_notes.pop(entry.name, None)
+            else:
+                scenario_notes[entry.name] = reason
+    skipped = {env_id: reasons for env_id, reasons in skipped.items() if reasons}
+    write_json_atomic(notes_path, skipped)
+    order = [*scenarios, *plans, *(scenario_id(name) for name in SCENARIOS)]
+    ranked = order_by_scenario(pages.read_ranked(db), list(dict.fromkeys(order)))
+    command = "drivelab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "drivelab bench leaderboard"
+    for text, out in ((leaderboard_md(ranked, skipped, command), results / "LEADERBOARD.md"),
+                      (scenario_table_md(ranked, skipped), results / "leaderboard_scenarios.md")):  # fmt: skip
+        write_text_atomic(out, text)
+        print(f"wrote {out}")
+    pages.export(ranked, "html", html)
+    print(f"wrote {html / 'index.html'}")
+    report: dict[str, Any] = {"agents": []}
+    if RL_REPORT_ENV in plans:
+        report = rl_report(db, RL_REPORT_ENV)
+    if report["agents"]:
+        write_json_atomic(results / "rl_highway_camera.json", report)
+        write_text_atomic(results / "rl_highway_camera.md", rl_report_md(report) + "\n")
+        print(rl_report_md(report))
+    return report
+
+
 def build_leaderboard(
     env_id: str,
     planned: list[PlannedEntry],
@@ -178,38 +342,24 @@ def build_leaderboard(
     results: Path = RESULTS,
     make_env: submit.MakeEnv | None = None,
 ) -> dict[str, Any]:
-    """Evaluate and submit every planned entry, render the board and write the RL report.
-
-    Returns the RL report (its ``agents`` list is empty when no trained agent is on the board).
-    """
-    for entry in planned:
-        print(f"evaluating {entry.name}: {' '.join(entry.policies)}", flush=True)
-        outcome = submit.evaluate_and_submit(
-            list(entry.policies), env_id, db=db, name=entry.name, algorithm=entry.algorithm,
-            episodes=episodes, record_failures=entry.record_failures,
-            max_failure_videos=FAILURE_VIDEOS_PER_AGENT, progress=True, make_env=make_env,
-        )  # fmt: skip
-        print("\n".join(submit.summary_lines(outcome.results, outcome.protocol)))
-        print("\n".join(submit.submission_lines(outcome)))
-    ranked = pages.read_ranked(db, env_id=env_id)
-    for fmt, out in (("md", results / "LEADERBOARD.md"), ("html", html)):
-        pages.export(ranked, fmt, out)
-        print(f"wrote {out}")
-    report = rl_report(db, env_id)
-    if report["agents"]:
-        write_json_atomic(results / "rl_highway_camera.json", report)
-        write_text_atomic(results / "rl_highway_camera.md", rl_report_md(report) + "\n")
-        print(rl_report_md(report))
-    return report
+    """``build_boards`` for one scenario."""
+    return build_boards({env_id: planned}, db, episodes=episodes, html=html, results=results, make_env=make_env)
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``drivelab bench leaderboard``."""
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
-    for path in (RESULTS / "LEADERBOARD.md", RESULTS / "rl_highway_camera.json"):
-        check_writable(path)
+    env_ids = list(dict.fromkeys(scenario_id(name) for name in args.scenarios))
+    for env_id in env_ids:  # every option and output checked before the first episode
+        submit.check_eval_options(env_id, episodes=args.episodes, num_envs=args.num_envs,
+                                  record_examples=args.examples)  # fmt: skip
+    for name in ("LEADERBOARD.md", "leaderboard_scenarios.md", NOTES_JSON, "rl_highway_camera.json"):
+        check_writable(RESULTS / name)
     check_writable(args.html, folder=True)
-    planned = plan_entries(args.agents, args.runs, args.env, args.videos)
-    build_leaderboard(args.env, planned, args.db, episodes=args.episodes, html=args.html)
+    check_board_path(args.db)
+    plans = {env_id: plan_entries(args.agents, args.runs, env_id, args.videos / short_name(env_id),
+                                  args.examples / short_name(env_id)) for env_id in env_ids}  # fmt: skip
+    build_boards(plans, args.db, episodes=args.episodes, html=args.html, num_envs=args.num_envs,
+                 scenarios=env_ids)  # fmt: skip
     return 0

@@ -58,7 +58,8 @@ def render_table(ranked: Sequence[RankedEntry]) -> str:
     return "\n\n".join(blocks) + f"\n\n{notes(ranked)}\n"
 
 
-def _md_cell(text: str) -> str:
+def md_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (pipes and backslashes escaped, one line)."""
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
@@ -72,7 +73,7 @@ def render_markdown(ranked: Sequence[RankedEntry]) -> str:
         lines.append("| " + " | ".join(COLUMNS) + " |")
         lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
         for item in items:
-            lines.append("| " + " | ".join(_md_cell(c) for c in display_row(item)) + " |")
+            lines.append("| " + " | ".join(md_cell(c) for c in display_row(item)) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + f"\n\n{notes(ranked)}\n"
 
