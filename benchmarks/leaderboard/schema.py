@@ -1,17 +1,26 @@
-"""The leaderboard's SQLite schema (version 2) and the migration from version 1.
+"""The leaderboard's schema (version 2) and its migrations, for SQLite and PostgreSQL alike.
 
 Version 1 made entries unique on (policy digest, protocol, scenario), so anyone submitting the
 same file replaced the entry. Version 2 identifies an entry by its ``IDENTITY`` (submitter,
 agent name, scenario, protocol, backend) and records the episodes per run its protocol asks
 for (``protocol_episodes``), which tells partial entries apart.
+
+The DDL is written once in SQLite's types; ``Database.ddl`` maps them for PostgreSQL (64-bit
+integers, double precision, identity ids). The version is kept where the database keeps it
+(``Database.set_schema_version``). ``MIGRATIONS[n]`` takes a board from version ``n`` to
+``n + 1``; ``migrate`` runs them in order, in the caller's schema transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-SCHEMA_VERSION = 2  # stored in PRAGMA user_version
+if TYPE_CHECKING:
+    from drivelab.benchmarks.leaderboard.database import Database
+
+SCHEMA_VERSION = 2
 IDENTITY = ("submitter", "agent_name", "env_id", "protocol_version", "backend")
 TABLES = ("entries", "runs", "episodes")
 
@@ -74,44 +83,69 @@ V1_ENTRY_COLUMNS = (
     "backend", "config_hash", "config_json", "package_versions_json", "git_commit",
     "training_steps", "training_wall_s", "hardware", "created_at", "updated_at",
 )  # fmt: skip
+EpisodesOf = Callable[[str], "int | None"]  # protocol version -> episodes per run it asks for
 
 
-def create_schema(connection: sqlite3.Connection) -> None:
-    """Create the tables of the current version (in the caller's transaction)."""
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            connection.execute(statement)
-    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+def statements(script: str) -> list[str]:
+    """The statements of an SQL script (no ``;`` inside our literals)."""
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
-def migrate_from_v1(connection: sqlite3.Connection, protocol_episodes: Callable[[str], int | None]) -> None:
-    """Schema 1 -> 2 in the caller's transaction (foreign keys must be off: the entries table is rebuilt).
+def create_schema(db: Database) -> None:
+    """Create the tables of the current version (in the caller's schema transaction)."""
+    for statement in statements(SCHEMA):
+        db.execute(db.ddl(statement))
+    db.set_schema_version(SCHEMA_VERSION)
+
+
+def migrate(db: Database, version: int, protocol_episodes: EpisodesOf) -> None:
+    """Bring a board of schema ``version`` to ``SCHEMA_VERSION`` (in the caller's schema transaction)."""
+    for step in range(version, SCHEMA_VERSION):
+        MIGRATIONS[step](db, protocol_episodes)
+        db.set_schema_version(step + 1)
+
+
+def migrate_from_v1(db: Database, protocol_episodes: EpisodesOf) -> None:
+    """Schema 1 -> 2: the identity key replaces the digest key; ``protocol_episodes`` is filled.
 
     Two schema-1 entries may share an identity (e.g. an agent re-submitted with new weights).
     None is dropped: the newest keeps its name, older ones get `` (entry ID)`` appended to their
-    agent name. ``protocol_episodes(version)`` fills the new column.
+    agent name. ``protocol_episodes(version)`` fills the new column. SQLite cannot drop a
+    constraint, so it rebuilds the entries table (foreign keys are off in its schema
+    transaction); PostgreSQL alters it in place.
 
     Raises:
-        sqlite3.IntegrityError: the rebuilt table breaks a foreign key (the caller rolls back).
+        the database's IntegrityError: a foreign key broke (the caller rolls back).
     """
     same_identity = " AND ".join(f"newer.{c} = entries.{c}" for c in IDENTITY)
-    connection.execute(
+    db.execute(
         "UPDATE entries SET agent_name = agent_name || ' (entry ' || id || ')' WHERE EXISTS ("
         f"SELECT 1 FROM entries AS newer WHERE {same_identity} AND (newer.updated_at > "
         "entries.updated_at OR (newer.updated_at = entries.updated_at AND newer.id > entries.id)))"
     )
-    entries_v2 = next(s for s in SCHEMA.split(";") if "CREATE TABLE entries" in s)
-    connection.execute(entries_v2.replace("CREATE TABLE entries", "CREATE TABLE entries_v2"))
-    columns = ", ".join(V1_ENTRY_COLUMNS)
-    connection.execute(f"INSERT INTO entries_v2 ({columns}) SELECT {columns} FROM entries")
-    connection.execute("DROP TABLE entries")
-    connection.execute("ALTER TABLE entries_v2 RENAME TO entries")
-    versions = [row[0] for row in connection.execute("SELECT DISTINCT protocol_version FROM entries")]
+    if db.kind == "sqlite":
+        entries_v2 = next(s for s in statements(SCHEMA) if s.startswith("CREATE TABLE entries"))
+        db.execute(entries_v2.replace("CREATE TABLE entries", "CREATE TABLE entries_v2"))
+        columns = ", ".join(V1_ENTRY_COLUMNS)
+        db.execute(f"INSERT INTO entries_v2 ({columns}) SELECT {columns} FROM entries")
+        db.execute("DROP TABLE entries")
+        db.execute("ALTER TABLE entries_v2 RENAME TO entries")
+    else:
+        db.execute(db.ddl("ALTER TABLE entries ADD COLUMN protocol_episodes INTEGER"))
+        old_keys = db.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'entries'::regclass AND contype = 'u'"
+        ).fetchall()
+        for key in old_keys:
+            db.execute(f'ALTER TABLE entries DROP CONSTRAINT "{key["conname"]}"')
+        db.execute(f"ALTER TABLE entries ADD UNIQUE ({', '.join(IDENTITY)})")
+    versions = [row["protocol_version"] for row in db.execute("SELECT DISTINCT protocol_version FROM entries")]
     for version in versions:
-        connection.execute(
-            "UPDATE entries SET protocol_episodes = ? WHERE protocol_version = ?", (protocol_episodes(version), version)
-        )
-    problems = connection.execute("PRAGMA foreign_key_check").fetchall()
-    if problems:
-        raise sqlite3.IntegrityError(f"foreign keys broken by the migration: {[tuple(p) for p in problems[:3]]}")
-    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("UPDATE entries SET protocol_episodes = ? WHERE protocol_version = ?",
+                   (protocol_episodes(version), version))  # fmt: skip
+    if db.kind == "sqlite":
+        problems = db.execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise sqlite3.IntegrityError(f"foreign keys broken by the migration: {problems[:3]}")
+
+
+MIGRATIONS: dict[int, Callable[[Database, EpisodesOf], None]] = {1: migrate_from_v1}
