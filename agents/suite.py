@@ -1,4 +1,4 @@
-"""Training suites: scenario x algorithm x seed runs from one YAML file, one after another.
+"""Training suites: scenario x algorithm x seed runs from one YAML file, locally or on Ray.
 
 A suite file names the grid and the overrides shared by its runs::
 
@@ -8,28 +8,48 @@ A suite file names the grid and the overrides shared by its runs::
     seeds: [0, 1, 2]
     overrides: {total_steps: 200000}    # dotted TrainConfig keys, for every run
     algo_overrides: {dqn: {total_steps: 100000}}  # ... and for one algorithm's runs
+    resources: {cpus_per_run: 1, gpus_per_run: 0}  # what one run takes on a Ray cluster
     runs_dir: runs/highway-camera
 
-Each run lives in ``<runs_dir>/<scenario>_<algo>_s<seed>``; running a suite again continues
-unfinished runs from their checkpoints and skips finished ones.
+Each run lives in ``<runs_dir>/<scenario>_<algo>_s<seed>``. Running a suite again skips finished
+runs (``finished_run``: no process, no env is started for them) and resumes unfinished ones from
+their last checkpoint. This module is the one place for the grid, the per-run records and the
+summary; ``run_suite`` trains the runs one after another in this process, and
+``drivelab.agents.suite_ray.run_suite_ray`` fans them out as Ray tasks with the same records.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from drivelab.agents.configs import Algo, load_train_config, scenario_name
+from drivelab.agents.checkpoints import POINTER_NAME
+from drivelab.agents.configs import Algo, TrainConfig, load_train_config, scenario_name
 from drivelab.agents.errors import ConfigError
-from drivelab.agents.train import TrainResult, train
+from drivelab.agents.run_records import CONFIG_JSON, RUN_JSON
+from drivelab.agents.spec import SPEC_FILE
+from drivelab.agents.train import CHECKPOINTS, FINAL, TrainResult, train
 from drivelab.core import provenance
-from drivelab.core.config import bounded, from_mapping, read_yaml_mapping
+from drivelab.core.config import bounded, from_mapping, read_yaml_mapping, to_plain
+
+# A run's status in a suite record: trained now, finished by an earlier invocation (skipped),
+# stopped by a signal (resumable), or failed for good (the record says why).
+TRAINED, SKIPPED, INTERRUPTED, FAILED = "trained", "skipped", "interrupted", "failed"
+
+
+@dataclass(frozen=True)
+class RunResources:
+    """What one run takes on a Ray cluster (Ray schedules runs by these; locally one runs at a time)."""
+
+    cpus_per_run: int = bounded(1, low=1, high=1024)  # Ray CPUs, and the run's torch threads
+    gpus_per_run: float = bounded(0.0, low=0, high=64)  # fractions share one GPU between runs
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,7 @@ class SuiteConfig:
     device: str = "auto"
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted TrainConfig keys
     algo_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per algorithm, over `overrides`
+    resources: RunResources = field(default_factory=RunResources)
     runs_dir: str = "runs"
 
     def __post_init__(self) -> None:
@@ -62,6 +83,17 @@ class SuiteConfig:
         return Path(self.runs_dir) / f"{scenario_name(scenario)}_{algo}_s{seed}"
 
 
+@dataclass(frozen=True)
+class SuiteRun:
+    """One (scenario, algo, seed) of a suite with its resolved config and run folder."""
+
+    scenario: str
+    algo: str
+    seed: int
+    config: TrainConfig
+    run_dir: Path
+
+
 def read_suite(path: Path | str) -> SuiteConfig:
     """Read and check a suite file; every run's config is resolved up front.
 
@@ -70,14 +102,24 @@ def read_suite(path: Path | str) -> SuiteConfig:
     """
     path = Path(path)
     suite = from_mapping(SuiteConfig, read_yaml_mapping(path, "suite"), f"suite {path.name}")
-    for scenario, algo, seed in grid(suite):  # fail before the first run, not in the middle
-        load_train_config(scenario, algo, suite.overrides_for(algo, seed))
+    plan(suite)  # fail before the first run, not in the middle
     return suite
 
 
 def grid(suite: SuiteConfig) -> list[tuple[str, str, int]]:
     """Every (scenario, algo, seed) of a suite, in run order."""
     return [(s, a, seed) for s in suite.scenarios for a in suite.algos for seed in suite.seeds]
+
+
+def plan(suite: SuiteConfig) -> list[SuiteRun]:
+    """Every run of a suite with its resolved config, in run order.
+
+    Raises:
+        ConfigError: a run config that does not resolve.
+    """
+    return [SuiteRun(scenario, algo, seed, load_train_config(scenario, algo, suite.overrides_for(algo, seed)),
+                     suite.run_dir(scenario, algo, seed))
+            for scenario, algo, seed in grid(suite)]
 
 
 def only(suite: SuiteConfig, algos: list[str] | None = None, seeds: list[int] | None = None) -> SuiteConfig:
@@ -103,47 +145,148 @@ def only(suite: SuiteConfig, algos: list[str] | None = None, seeds: list[int] | 
     )
 
 
-def run_suite(
-    suite: SuiteConfig,
-    progress_bar: bool = True,
-    announce: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Train every run of a suite in turn and summarise them.
+def _invocations(run_dir: Path) -> list[dict[str, Any]]:
+    """The invocations recorded in a run's ``run.json`` (none when it is missing or unreadable)."""
+    try:
+        record = json.loads((run_dir / RUN_JSON).read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return []
+    invocations = record.get("invocations") if isinstance(record, dict) else None
+    return [i for i in invocations if isinstance(i, dict)] if isinstance(invocations, list) else []
 
-    Returns:
-        A JSON-able record: suite, machine, versions, commit, each run's outcome and, per
-        (scenario, algo), the mean and std over seeds of the best held-out evaluation.
+
+def _final_spec(run_dir: Path) -> dict[str, Any]:
+    try:
+        spec = json.loads((run_dir / FINAL / SPEC_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def finished_run(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The outcome of a run that needs no more training under ``config``, else None.
+
+    A run is finished when its latest invocation ended without a signal, left a final export,
+    and reached ``config.total_steps`` or spent ``config.max_minutes`` of training time (both
+    may be raised on a rerun, which then continues the run). This is read from what ``train``
+    records (``run.json``'s finish summary, the final export's ``training_wall_s``), so a
+    finished run is skipped without loading a model or starting an env.
     """
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    runs: list[dict[str, Any]] = []
-    for index, (scenario, algo, seed) in enumerate(grid(suite), start=1):
-        config = load_train_config(scenario, algo, suite.overrides_for(algo, seed))
-        run_dir = suite.run_dir(scenario, algo, seed)
-        resume = (run_dir / "config.json").is_file()
-        announce(f"[{index}/{len(grid(suite))}] {scenario} {algo} seed {seed} -> {run_dir}"
-                 + (" (resuming)" if resume else ""))
-        started_at = time.perf_counter()
-        result: TrainResult = train(config, run_dir, resume=resume, progress_bar=progress_bar)
-        runs.append({
-            "scenario": scenario, "algo": algo, "seed": seed, "run_dir": str(run_dir),
-            "num_timesteps": result.num_timesteps, "steps_per_s": result.steps_per_s,
-            "wall_s": time.perf_counter() - started_at, "best_eval": result.best_eval,
-            "final_export": str(result.final_export), "interrupted_by": result.interrupted_by,
-        })
-        if result.interrupted_by:  # a signal stopped this run: do not start the next one
-            break
+    invocations = _invocations(run_dir)
+    finished = invocations[-1].get("finished") if invocations else None
+    spec = _final_spec(run_dir)
+    if not isinstance(finished, dict) or finished.get("interrupted_by") or not spec:
+        return None
+    steps = finished.get("num_timesteps")
+    wall_s = spec.get("training_wall_s")
+    if isinstance(steps, int) and steps >= config.total_steps:
+        return finished
+    if config.max_minutes > 0 and isinstance(wall_s, (int, float)) and wall_s >= config.max_minutes * 60:
+        return finished
+    return None
+
+
+def start_mode(run_dir: Path) -> tuple[bool, bool]:
+    """``(resume, force)`` for ``train`` on a run folder: resume where a checkpoint was written;
+    start over (``force``) a run that was killed before its first checkpoint; else start fresh.
+
+    Only looks for checkpoint files: ``train`` verifies them (hashes of model and replay buffer)
+    and falls back to an older intact one itself.
+    """
+    if not (run_dir / CONFIG_JSON).is_file():
+        return False, False
+    checkpoints = run_dir / CHECKPOINTS
+    if (checkpoints / POINTER_NAME).is_file() or any(checkpoints.glob("step_*")):
+        return True, False
+    return False, (run_dir / RUN_JSON).is_file()  # train refuses to delete a folder that is no run
+
+
+def train_run(
+    config: TrainConfig, run_dir: Path, progress_bar: bool = False, command: list[str] | None = None,
+    extra_callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Train one run of a suite into ``run_dir``, resuming it where it has a checkpoint."""
+    resume, force = start_mode(run_dir)
+    return train(config, run_dir, resume=resume, force=force, command=command, progress_bar=progress_bar,
+                 extra_callbacks=list(extra_callbacks))
+
+
+def run_record(
+    run: SuiteRun, status: str, wall_s: float, attempts: int = 1, errors: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One run's entry in a suite record, read from its run folder (so every runner writes the same).
+
+    Args:
+        run: the run.
+        status: TRAINED, SKIPPED, INTERRUPTED or FAILED.
+        wall_s: what this suite invocation spent on the run [s] (0 for a skipped run).
+        attempts: how many times it was started in this invocation (Ray retries lost tasks).
+        errors: why earlier attempts (or the last, for a failed run) did not finish.
+    """
+    invocations = _invocations(run.run_dir)
+    finished = next((i["finished"] for i in reversed(invocations) if isinstance(i.get("finished"), dict)), {})
+    final = run.run_dir / FINAL / SPEC_FILE
     return {
-        "suite": {**suite.__dict__, "scenarios": list(suite.scenarios), "algos": list(suite.algos),
-                  "seeds": list(suite.seeds)},
-        "started_at": started,
+        "scenario": run.scenario, "algo": run.algo, "seed": run.seed, "run_dir": str(run.run_dir),
+        "status": status, "attempts": attempts, "errors": list(errors),
+        "num_timesteps": finished.get("num_timesteps"), "steps_per_s": finished.get("steps_per_s"),
+        "wall_s": wall_s, "training_wall_s": _final_spec(run.run_dir).get("training_wall_s"),
+        "best_eval": finished.get("best_eval"),
+        "final_export": str(final) if final.is_file() else None,
+        "interrupted_by": finished.get("interrupted_by"),
+        "invocations": len(invocations),
+        "resumed_from_step": invocations[-1].get("resumed_from_step") if invocations else None,
+    }
+
+
+def suite_record(suite: SuiteConfig, started_at: str, runs: list[dict[str, Any]],
+                 runner: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able record of one suite invocation: suite, machine, versions, commit, runs, summary.
+
+    ``runner`` says how the runs were trained (``{"kind": "local"}`` or the Ray cluster's facts).
+    """
+    return {
+        "suite": to_plain(suite),
+        "runner": runner,
+        "started_at": started_at,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": provenance.machine_info(),
         "packages": provenance.package_versions(),
         "git": provenance.git_commit(),
         "runs": runs,
         "summary": summarise(runs),
-        "interrupted_by": next((r["interrupted_by"] for r in runs if r["interrupted_by"]), None),
+        "interrupted_by": next((r["interrupted_by"] for r in runs if r["status"] == INTERRUPTED), None),
     }
+
+
+def run_suite(
+    suite: SuiteConfig,
+    progress_bar: bool = True,
+    announce: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train every unfinished run of a suite in turn, in this process, and summarise them.
+
+    Returns:
+        ``suite_record``: each run's outcome and, per (scenario, algo), the mean and std over
+        seeds of the best held-out evaluation.
+    """
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    runs: list[dict[str, Any]] = []
+    planned = plan(suite)
+    for index, run in enumerate(planned, start=1):
+        head = f"[{index}/{len(planned)}] {run.scenario} {run.algo} seed {run.seed} -> {run.run_dir}"
+        if finished_run(run.run_dir, run.config) is not None:
+            announce(f"{head} (finished earlier: skipped)")
+            runs.append(run_record(run, SKIPPED, 0.0, attempts=0))
+            continue
+        announce(head + (" (resuming)" if start_mode(run.run_dir)[0] else ""))
+        started_at = time.perf_counter()
+        result = train_run(run.config, run.run_dir, progress_bar=progress_bar)
+        status = INTERRUPTED if result.interrupted_by else TRAINED
+        runs.append(run_record(run, status, time.perf_counter() - started_at))
+        if result.interrupted_by:  # a signal stopped this run: do not start the next one
+            break
+    return suite_record(suite, started, runs, {"kind": "local"})
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
