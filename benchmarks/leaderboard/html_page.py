@@ -15,9 +15,11 @@ relative to the page.
 from __future__ import annotations
 
 import html
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,8 +86,21 @@ def _clip(kind: str, found: tuple[int, EpisodeRecord] | None, out_dir: Path) -> 
         return f"<p>{html.escape(label)}; no video recorded</p>"
     if not Path(episode.video_path).is_file():
         return f"<p>{html.escape(label)}; video {html.escape(episode.video_path)} is missing</p>"
-    return (f"<p>{html.escape(label)}</p><video src=\"{_href(episode.video_path, out_dir)}\" controls muted loop "
-            f'playsinline preload="auto"></video>')
+    replay = _manifest_row(Path(episode.video_path))
+    if replay is not None and not replay.get("replay_matches", True):
+        label += (f"; the replay differs from the evaluated episode (return {replay['replay_return']:.2f}): "
+                  "this policy's actions are not fixed by the seed")
+    return (f"<p>{html.escape(label)}</p><video src=\"{_href(episode.video_path, out_dir)}\" controls autoplay "
+            f'muted loop playsinline preload="auto"></video>')
+
+
+def _manifest_row(video: Path) -> dict[str, Any] | None:
+    """The row of ``examples.json`` (written beside the clip by ``replays``) about ``video``, if any."""
+    try:
+        rows = json.loads((video.parent / "examples.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return next((row for row in rows if row.get("video") and Path(row["video"]).name == video.name), None)
 
 
 def _failure_links(item: RankedEntry, out_dir: Path) -> str:
