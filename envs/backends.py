@@ -26,9 +26,10 @@ import numpy as np
 from gymnasium.vector.utils import concatenate, create_empty_array
 
 from drivelab.envs.errors import BackendUnavailableError
+from drivelab.envs.ports import MERGE_END_X_M, PortReader, arrived
 from drivelab.envs.road import RoadRaster, network_signature, rasterize_network
 from drivelab.envs.scenarios import ENVPOOL_DIFFERENCES, Scenario
-from drivelab.envs.states import EGO, GOAL, OBSTACLE, VehicleBatch, from_highway_env, objects_from_highway_env
+from drivelab.envs.states import EGO, VehicleBatch, from_highway_env, objects_from_highway_env
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,7 @@ class EnvPoolSimulator:
             self._road = reference_network(scenario.highway_env_id, self.lanes_count)
         else:
             self._road = reference_network(scenario.highway_env_id)
+        self._port = PortReader()  # reads the non-highway ports' vehicles and objects
         self._rasters: dict[float, RoadRaster] = {}
         self._final_success = np.zeros(num_envs, bool)  # of the episode that ended at the last step
 
@@ -341,7 +343,7 @@ class EnvPoolSimulator:
         """
         debug = self.pool.debug_states(np.asarray(env_ids, np.int32))
         if not self._straight:
-            return _read_port_states(debug, ego_only=detail == "ego")
+            return self._port.states(debug, ego_only=detail == "ego")
         vehicles = [d.vehicles[:1] for d in debug] if detail == "ego" else [d.vehicles for d in debug]
         names = ["x", "y", "heading"]
         if detail != "pose":
@@ -403,15 +405,7 @@ class EnvPoolSimulator:
         """Road objects of some envs (merge's obstacle, parking's walls and goal); none on highways."""
         if self._straight:
             return VehicleBatch.empty(len(env_ids), 0)
-        debug = self.pool.debug_states(np.asarray(env_ids, np.int32))
-        batch = VehicleBatch.empty(len(debug), max((len(d.road_objects) for d in debug), default=0))
-        for b, state in enumerate(debug):
-            for k, obj in enumerate(state.road_objects):
-                batch.x[b, k], batch.y[b, k], batch.heading[b, k] = obj.x, obj.y, obj.heading
-                batch.length[b, k], batch.width[b, k] = obj.length, obj.width
-                batch.present[b, k] = True
-                batch.class_id[b, k] = GOAL if obj.kind == 1 else OBSTACLE  # EnvPool: 1 = landmark
-        return batch
+        return self._port.objects(self.pool.debug_states(np.asarray(env_ids, np.int32)))
 
     def rasters(self, env_ids: np.ndarray, metres_per_pixel: float) -> list[RoadRaster]:
         if metres_per_pixel not in self._rasters:  # the road never changes within a pool
@@ -430,59 +424,7 @@ class EnvPoolSimulator:
         if self.scenario.success != "arrive":
             return np.zeros(len(env_ids), bool)
         debug = self.pool.debug_states(np.asarray(env_ids, np.int32))
-        return np.array([_arrived(self.scenario.family, d) for d in debug], bool)
+        return np.array([arrived(self.scenario.family, d) for d in debug], bool)
 
     def close(self) -> None:
         self.pool.close()
-
-
-MERGE_END_X_M = 370.0  # highway-env MergeEnv: the ego has merged past x = 370 m
-INTERSECTION_EXIT_DISTANCE_M = 25.0  # highway-env IntersectionEnv.has_arrived's exit_distance
-
-
-def _arrived(family: str, debug: Any) -> bool:
-    """highway-env's "arrived" for merge and intersection, from an EnvPool debug state."""
-    ego = debug.vehicles[0]
-    if ego.crashed:
-        return False
-    if family == "merge":
-        return ego.x > MERGE_END_X_M
-    if family == "intersection":
-        if "il" not in ego.lane_from or "o" not in ego.lane_to:
-            return False
-        for lane in debug.road_lanes:  # exit lanes are straight: longitudinal = projection
-            if (getattr(lane, "from"), lane.to, lane.index) == (ego.lane_from, ego.lane_to, ego.lane_index):
-                direction = np.array([lane.end_x - lane.start_x, lane.end_y - lane.start_y])
-                along = np.dot([ego.x - lane.start_x, ego.y - lane.start_y], direction) / np.linalg.norm(direction)
-                return bool(along >= INTERSECTION_EXIT_DISTANCE_M)
-    return False
-
-
-_PORT_FIELDS = ("x", "y", "heading", "speed", "crashed", "lane_index", "on_road")
-_read_port_fields = operator.attrgetter(*_PORT_FIELDS)
-
-
-def _read_port_states(debug: list, ego_only: bool) -> VehicleBatch:
-    """Vehicle states of EnvPool's non-highway ports: every field, lanes as the port computes them.
-
-    These scenarios hold few vehicles (1 to ~10), so every field of every vehicle is read. Track
-    ids are vehicle slots: the port's vehicles carry no id of their own.
-    """
-    vehicles = [d.vehicles[:1] if ego_only else d.vehicles for d in debug]
-    slots = max(len(v) for v in vehicles)
-    batch = VehicleBatch.empty(len(vehicles), slots)
-    for b, (state, row) in enumerate(zip(debug, vehicles)):
-        values = np.array([_read_port_fields(v) for v in row], np.float64)  # (V, fields)
-        n = len(row)
-        batch.x[b, :n], batch.y[b, :n], batch.heading[b, :n], batch.speed[b, :n] = values[:, :4].T
-        batch.crashed[b, :n] = values[:, 4] > 0.5
-        batch.lane_index[b, :n] = values[:, 5].astype(np.int64)
-        batch.on_road[b, :n] = values[:, 6] > 0.5
-        batch.present[b, :n] = True
-        ego = row[0]
-        batch.lanes_count[b] = sum(
-            1 for lane in state.road_lanes if getattr(lane, "from") == ego.lane_from and lane.to == ego.lane_to
-        ) or 1
-    batch.track_id[:] = np.arange(slots)
-    batch.class_id[:, 0] = EGO
-    return batch

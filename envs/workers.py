@@ -55,6 +55,7 @@ DEFAULT_MAX_WORKERS = 16  # each worker is an interpreter with highway-env, ~200
 DEFAULT_TIMEOUT_S = 300.0  # longest wait for one reply: a big shard on a loaded machine, not a hang
 _CLOSE_TIMEOUT_S = 5.0
 _StatesKey = tuple[str, float | None]  # (detail, view_m) of a states() request
+_Extras = tuple[bool, bool]  # whether reset replies carry (road network keys, road objects)
 
 
 def usable_cpus() -> int:
@@ -129,10 +130,10 @@ class _Shard:
     def _digests(self, env_ids: np.ndarray) -> list[bytes]:
         return [network_digest(self.sim.envs[i].unwrapped.road.network) for i in env_ids]
 
-    def reset(self, env_ids: np.ndarray, seeds: list[int | None], wants: list[_StatesKey], digests: bool) -> dict:
-        return self._new_episodes(env_ids, self.sim.reset(env_ids, seeds), wants, digests)
+    def reset(self, env_ids: np.ndarray, seeds: list[int | None], wants: list[_StatesKey], extras: _Extras) -> dict:
+        return self._new_episodes(env_ids, self.sim.reset(env_ids, seeds), wants, extras)
 
-    def step(self, actions: np.ndarray, wants: list[_StatesKey], digests: bool) -> dict:
+    def step(self, actions: np.ndarray, wants: list[_StatesKey], extras: _Extras) -> dict:
         obs, rewards, terminated, truncated = self.sim.step(actions)
         reply = {
             "obs": obs, "rewards": rewards, "terminated": terminated, "truncated": truncated,
@@ -147,14 +148,18 @@ class _Shard:
                                 self.sim.success(done, np.zeros(len(done), bool)))
             # Same-step autoreset, as DrivingVectorEnv does it: unseeded, so each env continues its
             # own random stream exactly as a reset in the parent's process would.
-            reply["reset"] = self._new_episodes(done, self.sim.start_reset(done)(), wants, digests)
+            reply["reset"] = self._new_episodes(done, self.sim.start_reset(done)(), wants, extras)
         return reply
 
-    def _new_episodes(self, env_ids: np.ndarray, obs: Any, wants: list[_StatesKey], digests: bool) -> dict:
+    def _new_episodes(self, env_ids: np.ndarray, obs: Any, wants: list[_StatesKey], extras: _Extras) -> dict:
+        """A new episode's first observation, with what the parent reads at every reset: the
+        states it asks each step, and (once it has asked for them) road keys and road objects."""
+        digests, objects = extras
         return {
             "obs": obs,
             "states": {key: self.sim.states(env_ids, *key) for key in wants},
             "digests": self._digests(env_ids) if digests else None,
+            "objects": self.sim.objects(env_ids) if objects else None,
         }
 
     def states(self, env_ids: np.ndarray, detail: str, view_m: float | None) -> VehicleBatch:
@@ -166,6 +171,9 @@ class _Shard:
     def digests(self, env_ids: np.ndarray) -> list[bytes]:
         return self._digests(env_ids)
 
+    def objects(self, env_ids: np.ndarray) -> VehicleBatch:
+        return self.sim.objects(env_ids)
+
     def raster(self, env_ids: np.ndarray, metres_per_pixel: float) -> RoadRaster:
         return self.sim.rasters(env_ids[:1], metres_per_pixel)[0]
 
@@ -173,7 +181,7 @@ class _Shard:
         self.sim.close()
 
 
-_COMMANDS = ("spaces", "reset", "step", "states", "success", "digests", "raster")
+_COMMANDS = ("spaces", "reset", "step", "states", "success", "digests", "objects", "raster")
 
 
 def _error_reply(error: BaseException) -> tuple[str, Any]:
@@ -243,6 +251,7 @@ class _PendingReset:
     obs: Any  # native observations of the new episodes, batched over R
     states: dict[_StatesKey, VehicleBatch] = field(default_factory=dict)
     digests: list[bytes] | None = None
+    objects: VehicleBatch | None = None  # their road objects, once the caller reads objects
 
 
 _WORKER_COMMAND = "from drivelab.envs.workers import worker_main; worker_main()"
@@ -286,8 +295,8 @@ def _pick(values: Sequence, positions: np.ndarray) -> Sequence:
 
 
 def _field(replies: dict[int, dict], name: str, key: Any) -> dict[int, Any]:
-    """``replies[w][name][key]`` of every worker ``w``."""
-    return {w: reply[name][key] for w, reply in replies.items()}
+    """``replies[w][name][key]`` of every worker ``w`` (``key`` ``...``: ``replies[w][name]``)."""
+    return {w: reply[name] if key is ... else reply[name][key] for w, reply in replies.items()}
 
 
 def _assign(batch: Any, positions: np.ndarray, part: Any) -> None:
@@ -353,6 +362,11 @@ class WorkerSimulator:
         self._pending: _PendingReset | None = None
         self._want_digests = False  # set once rasters are asked for: replies then carry network keys
         self._digests: list[bytes | None] = [None] * num_envs
+        # Road objects stay put within an episode: once asked for, every reset reply carries the
+        # new episodes' objects (parking: a new goal), kept here until the next reset.
+        self._want_objects = False
+        self._objects: VehicleBatch | None = None  # (B, O), rows valid where _objects_known
+        self._objects_known = np.zeros(num_envs, bool)
         self._rasters: dict[tuple[bytes, float], RoadRaster] = {}
 
     # -- the simulator interface ------------------------------------------------------------
@@ -363,11 +377,12 @@ class WorkerSimulator:
         self._ready = []
         seeds = list(seeds)
         wants = list(self._wants)
-        groups, replies = self._ask("reset", env_ids, seeds, shared=(wants, self._want_digests))
+        groups, replies = self._ask("reset", env_ids, seeds, shared=(wants, self._extras()))
         obs = create_empty_array(self.single_observation_space, len(env_ids))
         for w, pos in groups.items():
             _assign(obs, pos, replies[w]["obs"])
             self._note_digests(env_ids[pos], replies[w]["digests"])
+        self._note_objects(env_ids, groups, _field(replies, "objects", ...) if self._want_objects else None)
         for key in wants:
             self._ready.append((env_ids, key, self._merge_states(groups, _field(replies, "states", key))))
         return obs
@@ -388,6 +403,7 @@ class WorkerSimulator:
             self._pending = None
             self._ready = [(pending.env_ids, key, rows) for key, rows in pending.states.items()]
             self._note_digests(pending.env_ids, pending.digests)
+            self._note_objects(pending.env_ids, None, pending.objects)
             return pending.obs
 
         return finish
@@ -405,7 +421,7 @@ class WorkerSimulator:
         self._ready = []
         wants = list(self._wants)
         replies = self._call({
-            w.index: ("step", (actions[w.env_ids], wants, self._want_digests)) for w in self._workers
+            w.index: ("step", (actions[w.env_ids], wants, self._extras())) for w in self._workers
         }, "step")
         groups = {w.index: w.env_ids for w in self._workers}
         obs = create_empty_array(self.single_observation_space, self.num_envs)
@@ -447,6 +463,20 @@ class WorkerSimulator:
                 self._rasters[key] = next(iter(replies.values()))
             out.append(self._rasters[key])
         return out
+
+    def objects(self, env_ids: np.ndarray) -> VehicleBatch:
+        """Road objects of some envs (obstacles, walls, parking's goal), as their workers read them.
+
+        The first call asks the workers; from then on each reset reply carries the new
+        episodes' objects, so reading them at resets costs no round trip.
+        """
+        env_ids = np.asarray(env_ids, np.int64)
+        self._want_objects = True
+        unknown = env_ids[~self._objects_known[env_ids]]
+        if len(unknown):
+            groups, replies = self._ask("objects", unknown)
+            self._note_objects(unknown, groups, replies)
+        return self._objects.select(env_ids)
 
     def success(self, env_ids: np.ndarray, truncated: np.ndarray) -> np.ndarray:
         env_ids = np.asarray(env_ids, np.int64)
@@ -491,6 +521,17 @@ class WorkerSimulator:
         for k, i in enumerate(env_ids):
             self._digests[i] = digests[k] if digests is not None else None
 
+    def _note_objects(self, env_ids: np.ndarray, groups: dict[int, np.ndarray] | None, parts: Any) -> None:
+        """Keep the road objects of new episodes of ``env_ids``: one batch over them (``groups``
+        None), or each worker's part; None marks them unknown (not asked for yet)."""
+        if parts is None:
+            self._objects_known[env_ids] = False
+            return
+        rows = parts if groups is None else self._merge_states(groups, parts)
+        base = self._objects if self._objects is not None else VehicleBatch.empty(self.num_envs, 0)
+        self._objects = replace_rows(base, env_ids, rows)
+        self._objects_known[env_ids] = True
+
     def _collect_resets(self, replies: dict[int, dict], wants: list[_StatesKey]) -> _PendingReset | None:
         done_by_worker = {
             w: self._workers[w].env_ids[replies[w]["done"]] for w in sorted(replies) if "done" in replies[w]
@@ -514,7 +555,11 @@ class WorkerSimulator:
             obs=obs,
             states={key: self._merge_states(groups, _field(resets, "states", key)) for key in wants},
             digests=[d for w in groups for d in resets[w]["digests"]] if self._want_digests else None,
+            objects=self._merge_states(groups, _field(resets, "objects", ...)) if self._want_objects else None,
         )
+
+    def _extras(self) -> _Extras:
+        return self._want_digests, self._want_objects
 
     def _call(self, messages: dict[int, tuple[str, tuple]], what: str) -> dict[int, Any]:
         """Send each worker its message, then wait for every reply (one round trip)."""
