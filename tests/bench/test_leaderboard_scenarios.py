@@ -1,0 +1,85 @@
+"""`drivelab bench leaderboard` per scenario: scenario names, which rule-based driver and which
+zoo agents are planned, bad input refused before anything runs, and an entry that cannot drive
+a scenario listed with its reason while the others are evaluated (fake env, no simulator)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fakes import FakeDrivingVecEnv
+
+from drivelab.agents import PolicyLoadError, zoo
+from drivelab.agents.policies import BASELINES
+from drivelab.benchmarks.bench import leaderboard as bench_leaderboard
+from drivelab.benchmarks.bench.leaderboard import PlannedEntry, plan_entries, rules_driver, scenario_id
+from drivelab.benchmarks.cli import build_parser
+from drivelab.benchmarks.leaderboard.store import Leaderboard
+from drivelab.core.errors import ConfigError
+
+MERGE = "drivelab/merge-v0"
+
+
+def test_scenario_names_resolve_to_protocol_ids():
+    assert scenario_id("merge") == MERGE
+    assert scenario_id("intersection-v1") == "drivelab/intersection-v1"
+    assert scenario_id("drivelab/racetrack-v0") == "drivelab/racetrack-v0"
+    with pytest.raises(ConfigError, match=r"unknown scenario 'mergee' for --scenarios; valid: .*roundabout"):
+        scenario_id("mergee")
+
+
+def test_an_unknown_scenario_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["bench", "leaderboard", "--scenarios", "merge", "nowhere", "--db", str(tmp_path / "lb.db")]
+    args = build_parser(argv).parse_args(argv)
+    with pytest.raises(ConfigError, match="'nowhere'"):
+        args.func(args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_rule_based_entry_falls_back_to_the_scenarios_own_driver(monkeypatch):
+    real = bench_leaderboard.load_policy
+
+    def without_rules(label, env_id=None, **options):
+        if label == "baseline:rules":
+            raise PolicyLoadError("unknown baseline 'rules'")
+        return real(label, env_id, **options)
+
+    monkeypatch.setattr(bench_leaderboard, "load_policy", without_rules)
+    label, algorithm = rules_driver("drivelab/intersection-v0")
+    assert label == ("baseline:gap" if "gap" in BASELINES else "baseline:idm") and algorithm == label[9:]
+    assert rules_driver(MERGE) == ("baseline:idm", "idm")
+
+
+def test_zoo_agents_of_the_scenario_are_planned_with_clips(tmp_path, monkeypatch):
+    shipped = [zoo.ZooAgent("ppo", "merge", tmp_path, {}), zoo.ZooAgent("dqn", "highway-fast", tmp_path, {})]
+    monkeypatch.setattr(zoo, "agents", lambda: shipped)
+    planned = plan_entries(["idle", "zoo"], [], MERGE, tmp_path / "failures", tmp_path / "clips")
+    assert [(p.name, p.policies, p.record_examples) for p in planned] == [
+        ("idle", ("baseline:idle",), tmp_path / "clips" / "idle"),
+        ("zoo-ppo", ("zoo:ppo/merge",), tmp_path / "clips" / "zoo-ppo"),
+    ]
+
+
+def test_an_entry_that_cannot_drive_is_listed_with_its_reason_and_the_others_are_evaluated(tmp_path, capsys):
+    db, results = tmp_path / "lb.db", tmp_path / "results"
+
+    def build(ghost: str) -> None:
+        planned = [PlannedEntry("idle", ("baseline:idle",)), PlannedEntry("ghost", (ghost,))]
+        bench_leaderboard.build_boards({MERGE: planned}, db, episodes=4, html=tmp_path / "html", results=results,
+                                       make_env=FakeDrivingVecEnv)  # fmt: skip
+
+    build(str(tmp_path / "no-such-policy"))
+    with Leaderboard(db, readonly=True) as board:
+        assert [e.metadata.agent_name for e in board.entries()] == ["idle"]
+    notes = json.loads((results / "leaderboard_notes.json").read_text())
+    assert list(notes) == [MERGE] and "no-such-policy does not exist" in notes[MERGE]["ghost"]
+    board_md = (results / "LEADERBOARD.md").read_text()
+    assert "## merge (drivelab/merge-v0)" in board_md and "Not on the board: **ghost**" in board_md
+    assert "not on the board" in capsys.readouterr().out
+    build("baseline:random")  # evaluated now: its note goes
+    assert json.loads((results / "leaderboard_notes.json").read_text()) == {}
+    table = (results / "leaderboard_scenarios.md").read_text()
+    assert "| merge | 4 |" in table and "Not on the board" not in (results / "LEADERBOARD.md").read_text()
+    assert Path(tmp_path / "html" / "index.html").is_file()
