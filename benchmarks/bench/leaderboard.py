@@ -58,7 +58,7 @@ RULES_LABEL = "baseline:rules"
 # Where this drivelab has no baseline:rules: the driver written for the scenario's family (else IDM/MOBIL).
 RULE_DRIVERS = {"intersection": "gap", "parking": "parker", "racetrack": "pursuit", "lane-keeping": "pursuit"}
 FAILURE_VIDEOS_PER_AGENT = 3
-NOTES_JSON = "leaderboard_notes.json"  # per scenario: entries not evaluated, and why
+NOTES_JSON = "leaderboard_notes.json"  # per scenario: each entry's command; entries not evaluated, and why
 DESCRIPTION = (
     "Evaluate, per scenario, random, idle, the rule-based driver, the zoo's PPO/DQN agents and the "
     "trained camera agents found under --runs on the protocol's held-out seeds; submit them to --db "
@@ -259,7 +259,8 @@ def rl_report_md(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _read_notes(path: Path) -> dict[str, dict[str, str]]:
+def _read_notes(path: Path) -> dict[str, dict[str, dict[str, str]]]:
+    """Per scenario: the command that evaluated each entry, and the entries not evaluated and why."""
     try:
         return json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
@@ -302,22 +303,22 @@ def build_boards(
     highway-fast RL report (its ``agents`` list is empty when no trained agent is on the board).
     """
     notes_path = results / NOTES_JSON
-    skipped = _read_notes(notes_path)
+    notes = _read_notes(notes_path)
+    command = "drivelab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "drivelab bench leaderboard"
     for env_id, planned in plans.items():
+        scenario = notes.setdefault(env_id, {"commands": {}, "not_evaluated": {}})
         for entry in planned:
             reason = _evaluate_entry(env_id, entry, db, episodes=episodes, num_envs=num_envs, make_env=make_env)
-            scenario_notes = skipped.setdefault(env_id, {})
             if reason is None:
-                scenario_notes.pop(entry.name, None)
+                scenario["not_evaluated"].pop(entry.name, None)
+                scenario["commands"][entry.name] = command
             else:
-                scenario_notes[entry.name] = reason
-    skipped = {env_id: reasons for env_id, reasons in skipped.items() if reasons}
-    write_json_atomic(notes_path, skipped)
+                scenario["not_evaluated"][entry.name] = reason
+    write_json_atomic(notes_path, notes)
     order = [*scenarios, *plans, *(scenario_id(name) for name in SCENARIOS)]
     ranked = order_by_scenario(pages.read_ranked(db), list(dict.fromkeys(order)))
-    command = "drivelab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "drivelab bench leaderboard"
-    for text, out in ((leaderboard_md(ranked, skipped, command), results / "LEADERBOARD.md"),
-                      (scenario_table_md(ranked, skipped), results / "leaderboard_scenarios.md")):  # fmt: skip
+    for text, out in ((leaderboard_md(ranked, notes), results / "LEADERBOARD.md"),
+                      (scenario_table_md(ranked, notes), results / "leaderboard_scenarios.md")):  # fmt: skip
         write_text_atomic(out, text)
         print(f"wrote {out}")
     pages.export(ranked, "html", html)

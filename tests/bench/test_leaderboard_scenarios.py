@@ -74,12 +74,14 @@ def test_an_entry_that_cannot_drive_is_listed_with_its_reason_and_the_others_are
     with Leaderboard(db, readonly=True) as board:
         assert [e.metadata.agent_name for e in board.entries()] == ["idle"]
     notes = json.loads((results / "leaderboard_notes.json").read_text())
-    assert list(notes) == [MERGE] and "no-such-policy does not exist" in notes[MERGE]["ghost"]
+    assert list(notes) == [MERGE] and "no-such-policy does not exist" in notes[MERGE]["not_evaluated"]["ghost"]
+    assert list(notes[MERGE]["commands"]) == ["idle"]
     board_md = (results / "LEADERBOARD.md").read_text()
     assert "## merge (drivelab/merge-v0)" in board_md and "Not on the board: **ghost**" in board_md
     assert "not on the board" in capsys.readouterr().out
     build("baseline:random")  # evaluated now: its note goes
-    assert json.loads((results / "leaderboard_notes.json").read_text()) == {}
+    notes = json.loads((results / "leaderboard_notes.json").read_text())
+    assert notes[MERGE]["not_evaluated"] == {} and sorted(notes[MERGE]["commands"]) == ["ghost", "idle"]
     table = (results / "leaderboard_scenarios.md").read_text()
     assert "| merge | 4 |" in table and "Not on the board" not in (results / "LEADERBOARD.md").read_text()
     assert Path(tmp_path / "html" / "index.html").is_file()
