@@ -92,6 +92,7 @@ class Database:
         self.connection = connection
         self.location = location  # for messages: a path, or a URL with its password masked
         self.readonly = readonly
+        self.retries = 0  # transactions retried after contention, for the record
 
     # --- Dialect: what differs per database (overridden by PostgresDatabase) ----------------
 
@@ -141,6 +142,12 @@ class Database:
         finally:
             self.connection.execute("PRAGMA foreign_keys = ON")
 
+    def lock_entry(self, identity: Sequence[str]) -> None:
+        """Make writers of the same entry take turns (first thing in a write transaction).
+
+        SQLite: nothing to do, ``BEGIN IMMEDIATE`` already excludes every other writer.
+        """
+
     def prepare_writer(self) -> None:
         """Once the board is known to be a drivelab board: make it ready for this writer.
 
@@ -169,9 +176,18 @@ class Database:
         """Run one statement (``?`` placeholders); returns the cursor (rows as dicts)."""
         return self.connection.execute(self.sql(statement), tuple(params))
 
-    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement for each parameter row."""
-        self.connection.cursor().executemany(self.sql(statement), rows)
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows with multi-row ``INSERT`` statements (within both databases' parameter limits).
+
+        Not psycopg's ``executemany``: its pipeline logs a warning when a serialization failure
+        aborts it, which a retried submission would print.
+        """
+        chunk = max(1, 900 // len(columns))  # parameters per statement: under any SQLite's limit (999 before 3.32)
+        for first in range(0, len(rows), chunk):
+            part = rows[first : first + chunk]
+            marks = ", ".join([f"({', '.join('?' * len(columns))})"] * len(part))
+            values = [value for row in part for value in row]
+            self.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {marks}", values)
 
     def insert(self, table: str, values: dict[str, Any]) -> int:
         """Insert one row; returns its new ``id`` (``RETURNING``: SQLite >= 3.35 and PostgreSQL)."""
@@ -181,9 +197,9 @@ class Database:
         return int(cursor.fetchone()["id"])
 
     @contextlib.contextmanager
-    def transaction(self, write: bool, begin: str | None = None) -> Iterator[None]:
+    def transaction(self, write: bool) -> Iterator[None]:
         """One transaction: committed when the block ends, rolled back whole when it raises."""
-        self.execute(begin or self.begin_statement(write))
+        self.execute(self.begin_statement(write))
         try:
             yield
             self.execute("COMMIT")
@@ -204,6 +220,7 @@ class Database:
             except self.errors as error:
                 if not self.is_retryable(error) or attempt == RETRIES - 1:
                     raise
+                self.retries += 1
                 time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + _JITTER.random()))
         raise AssertionError("unreachable")
 

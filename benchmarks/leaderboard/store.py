@@ -9,12 +9,13 @@ replaced, so the caller can say what changed; a different submitter or agent nam
 gets its own entry. An entry with fewer episodes per run than its protocol asks for is kept
 but marked *partial* (``StoredEntry.partial``); rankings place it below every complete entry.
 
-Writes are safe under concurrency: every submission is one transaction (SQLite: ``BEGIN
-IMMEDIATE`` in WAL mode; PostgreSQL: ``SERIALIZABLE``), so an entry is stored whole or not at
-all, and a submission that meets contention (a busy file, a serialization failure) is retried
-whole, a bounded number of times. A new board is never seen half-created (SQLite: built in a
-temporary file and linked into place; PostgreSQL: created in one transaction under an advisory
-lock).
+Writes are safe under concurrency: every submission is one transaction that first locks its
+entry (SQLite: ``BEGIN IMMEDIATE`` in WAL mode, one writer at a time; PostgreSQL: an advisory
+lock on the identity, so submissions of different entries go on together), so an entry is
+stored whole or not at all, and a submission that meets contention (a busy file, a lock
+timeout, a deadlock) is retried whole, a bounded number of times. A new board is never seen
+half-created (SQLite: built in a temporary file and linked into place; PostgreSQL: created in
+one transaction under an advisory lock).
 
 Reading never writes: ``Leaderboard(db, readonly=True)`` opens the file with SQLite's
 ``mode=ro`` or a read-only PostgreSQL session (no schema creation, no migration, no
@@ -138,6 +139,12 @@ class Leaderboard:
         """The database: ``"sqlite"`` or ``"postgresql"``."""
         return self._db.kind
 
+    @property
+    def contention_retries(self) -> int:
+        """How many transactions on this connection were retried after contention (a busy file,
+        a serialization failure): a measure of how hard writers competed."""
+        return self._db.retries
+
     def __enter__(self) -> Leaderboard:
         return self
 
@@ -217,6 +224,7 @@ class Leaderboard:
         return self._write(lambda: self._submit_once(metadata, runs))
 
     def _submit_once(self, metadata: EntryMetadata, runs: Sequence[RunRecord]) -> Submission:
+        self._db.lock_entry(metadata.identity)
         now = _utc_now()
         values = {
             "env_id": metadata.env_id,
@@ -262,9 +270,7 @@ class Leaderboard:
             (run_id, *(_sql_value(getattr(e, name)) for name in _EPISODE_COLUMNS), int(bool(e.failed)))
             for e in run.episodes
         ]
-        self._db.executemany(
-            f"INSERT INTO episodes ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows
-        )
+        self._db.insert_many("episodes", columns, rows)
 
     def _read(self, work: Callable[[], T]) -> T:
         """Run ``work()`` in one read snapshot."""
