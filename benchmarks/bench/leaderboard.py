@@ -302,19 +302,22 @@ def build_boards(
     ``scenarios`` (env ids) orders the sections (the planned ones first by default). Returns the
     highway-fast RL report (its ``agents`` list is empty when no trained agent is on the board).
     """
-    notes_path = results / NOTES_JSON
-    notes = _read_notes(notes_path)
     command = "drivelab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "drivelab bench leaderboard"
+    outcomes: dict[str, dict[str, str | None]] = {}  # env id -> entry -> None (evaluated) or why not
     for env_id, planned in plans.items():
-        scenario = notes.setdefault(env_id, {"commands": {}, "not_evaluated": {}})
         for entry in planned:
-            reason = _evaluate_entry(env_id, entry, db, episodes=episodes, num_envs=num_envs, make_env=make_env)
+            outcomes.setdefault(env_id, {})[entry.name] = _evaluate_entry(
+                env_id, entry, db, episodes=episodes, num_envs=num_envs, make_env=make_env)
+    notes = _read_notes(results / NOTES_JSON)  # read now: another slice may have run meanwhile
+    for env_id, entries in outcomes.items():
+        scenario = notes.setdefault(env_id, {"commands": {}, "not_evaluated": {}})
+        for name, reason in entries.items():
             if reason is None:
-                scenario["not_evaluated"].pop(entry.name, None)
-                scenario["commands"][entry.name] = command
+                scenario["not_evaluated"].pop(name, None)
+                scenario["commands"][name] = command
             else:
-                scenario["not_evaluated"][entry.name] = reason
-    write_json_atomic(notes_path, notes)
+                scenario["not_evaluated"][name] = reason
+    write_json_atomic(results / NOTES_JSON, notes)
     order = [*scenarios, *plans, *(scenario_id(name) for name in SCENARIOS)]
     ranked = order_by_scenario(pages.read_ranked(db), list(dict.fromkeys(order)))
     for text, out in ((leaderboard_md(ranked, notes), results / "LEADERBOARD.md"),

@@ -4,7 +4,8 @@
 before any evaluation starts, loads the policies through ``drivelab.agents.load_policy`` (the
 one loader, with its pickle refusal and spec validation), refuses run sets that are not runs
 of one agent, evaluates each policy with ``drivelab.agents.evaluate`` (the one episode runner),
-optionally replays failed episodes into MP4 files, and stores the entry. ``evaluate_policies``
+optionally replays failed episodes into MP4 files and one success and one failure into small
+clips for the leaderboard page (``replays``), and stores the entry. ``evaluate_policies``
 is the same without the submission (``drivelab eval`` without ``--submit``).
 
 Example:
