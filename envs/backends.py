@@ -56,7 +56,6 @@ class HighwayEnvSimulator:
 
         self.scenario = scenario
         self.config = config
-        # Some highway-env scenarios (lane-keeping) take no render_mode argument at all.
         extra = {"render_mode": render_mode} if render_mode is not None else {}
         with warnings.catch_warnings():
             # drivelab ids map to highway-env's v0 scenarios on purpose (EnvPool 1.2.5 ports v0;
@@ -137,17 +136,25 @@ class HighwayEnvSimulator:
 
 
 def _make_highway_env(highway_env_id: str, config: dict[str, Any], extra: dict[str, Any]) -> gymnasium.Env:
-    """``gymnasium.make`` a highway-env scenario with config overrides.
+    """``gymnasium.make`` a highway-env scenario with config overrides and render mode.
 
-    Some scenario classes (parking-parked) take no ``config`` argument: they are configured
-    after construction instead, which highway-env applies at the next reset.
+    Some scenario classes take neither ``config`` nor ``render_mode`` arguments (parking-parked,
+    lane-keeping): they are configured after construction instead, which highway-env applies
+    at the next reset, and get the render mode set on the env (what their parent class's
+    constructor would have done), so highway-env's scene renderer works for them too.
     """
     try:
         return gymnasium.make(highway_env_id, config=config, **extra)
     except TypeError as error:
-        if "config" not in str(error):
+        if "config" not in str(error) and "render_mode" not in str(error):
             raise
-    env = gymnasium.make(highway_env_id, **extra)
+    try:
+        env = gymnasium.make(highway_env_id, **extra)
+    except TypeError as error:
+        if "render_mode" not in str(error):
+            raise
+        env = gymnasium.make(highway_env_id)
+        env.unwrapped.render_mode = extra.get("render_mode")
     env.unwrapped.configure(config)
     return env
 
