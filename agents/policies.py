@@ -6,17 +6,14 @@ forget per-episode state. Every policy takes ``deterministic`` (greedy vs sample
 policies without a distribution to sample from ignore it. ``source`` says where a loaded policy
 came from (set by ``drivelab.agents.load_policy``).
 
-Example:
-    >>> import numpy as np
-    >>> policy = BASELINES["idle"]()
-    >>> policy.act(np.zeros((3, 4, 64, 128), np.uint8)).tolist()
-    [1, 1, 1]
+The baselines (random, idle, the rule-based drivers, ``BASELINES``, ``make_baseline``) live in
+``drivelab.agents.baselines``; this module still answers for their names.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +22,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
-from drivelab.agents.errors import ConfigError, PolicySpecError
-from drivelab.envs.actions import IDLE, META_ACTION_NAMES
-from drivelab.envs.drivers import IDMMobilDriver
+from drivelab.agents.errors import PolicySpecError
 
 
 @dataclass(frozen=True)
@@ -66,71 +61,6 @@ class Policy(abc.ABC):
 
     def check_env(self, env: Any) -> None:
         """Raise ``PolicySpecError`` when the policy cannot act in ``env`` (a vector env)."""
-
-
-class RandomPolicy(Policy):
-    """Uniformly random actions from a seeded generator (same seed -> same actions)."""
-
-    name = "random"
-
-    def __init__(self, seed: int = 0, action_space: gym.Space | None = None) -> None:
-        self.seed = seed
-        self.action_space = action_space
-        self._rng = np.random.default_rng(seed)
-
-    def act(self, observation: np.ndarray, env: Any = None, deterministic: bool = True) -> np.ndarray:
-        space = self.action_space or getattr(env, "single_action_space", None) or gym.spaces.Discrete(5)
-        batch = len(observation)
-        if isinstance(space, gym.spaces.Discrete):
-            return space.start + self._rng.integers(space.n, size=batch)  # (B,)
-        if isinstance(space, gym.spaces.Box):
-            low, high = np.broadcast_to(space.low, space.shape), np.broadcast_to(space.high, space.shape)
-            return self._rng.uniform(low, high, size=(batch, *space.shape)).astype(space.dtype)
-        raise PolicySpecError(f"random policy supports Discrete and Box action spaces, not {space}")
-
-
-class IdlePolicy(Policy):
-    """Always the DiscreteMetaAction IDLE: keep lane and target speed."""
-
-    name = "idle"
-
-    def act(self, observation: np.ndarray, env: Any = None, deterministic: bool = True) -> np.ndarray:
-        return np.full(len(observation), IDLE, dtype=np.int64)
-
-    def check_env(self, env: Any) -> None:
-        _require_meta_actions(self.name, env)
-
-
-def _require_meta_actions(name: str, env: Any) -> None:
-    space = getattr(env, "single_action_space", None)
-    if not (isinstance(space, gym.spaces.Discrete) and space.n == len(META_ACTION_NAMES)):
-        raise PolicySpecError(
-            f"the {name} policy chooses DiscreteMetaActions (5 actions); this env's action space is {space}"
-        )
-
-
-class IDMMobilPolicy(Policy):
-    """The rule-based driver (``drivelab.envs.drivers.IDMMobilDriver``) as a ``Policy``.
-
-    Reads ``env.vehicle_states()`` instead of the observation; keyword arguments go to the driver.
-    """
-
-    name = "idm"
-
-    def __init__(self, **driver_options: Any) -> None:
-        self.driver = IDMMobilDriver(**driver_options)
-
-    def reset(self, mask: np.ndarray | None = None) -> None:
-        self.driver.reset(mask)
-
-    def check_env(self, env: Any) -> None:
-        if env is None or not hasattr(env, "vehicle_states"):
-            raise PolicySpecError("the idm policy reads vehicle states: pass a drivelab vector env")
-        _require_meta_actions(self.name, env)
-
-    def act(self, observation: np.ndarray, env: Any = None, deterministic: bool = True) -> np.ndarray:
-        self.check_env(env)
-        return self.driver.act(env.vehicle_states())
 
 
 class TrainedPolicy(Policy):
@@ -191,25 +121,14 @@ class TrainedPolicy(Policy):
         return np.asarray(actions)
 
 
-BASELINES: dict[str, Callable[..., Policy]] = {
-    "random": RandomPolicy,
-    "idle": IdlePolicy,
-    "idm": IDMMobilPolicy,
-}
+_MOVED_TO_BASELINES = ("BASELINES", "IDMMobilPolicy", "IdlePolicy", "RandomPolicy", "make_baseline")
 
 
-def make_baseline(name: str, env_id: str | None = None, seed: int = 0) -> Policy:
-    """Build a baseline policy by name.
+def __getattr__(name: str) -> Any:
+    """The baselines moved to ``drivelab.agents.baselines``; importing them from here still works
+    (looked up lazily: that module builds on ``Policy`` from this one)."""
+    if name in _MOVED_TO_BASELINES:
+        from drivelab.agents import baselines
 
-    Args:
-        name: ``random``, ``idle`` or ``idm``.
-        env_id: the scenario it will drive (the baselines here suit every DiscreteMetaAction
-            scenario; ``random`` reads the action space from the env it acts in).
-        seed: seed of ``random``.
-
-    Raises:
-        ConfigError: unknown name, naming the valid ones.
-    """
-    if name not in BASELINES:
-        raise ConfigError(f"unknown baseline policy {name!r}. Valid baselines: {', '.join(BASELINES)}")
-    return RandomPolicy(seed=seed) if name == "random" else BASELINES[name]()
+        return getattr(baselines, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

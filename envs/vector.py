@@ -97,6 +97,14 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             raise RuntimeError("call reset() before ego_step_info()")
         return self._ego_step
 
+    def road_objects(self) -> VehicleBatch:
+        """Road objects of every env now (obstacles, walls, parking's goal spot); (B, 0) where none.
+
+        Rule-based drivers read them (the parking driver heads for the goal)."""
+        if self._native_obs is None:
+            raise RuntimeError("call reset() before road_objects()")
+        return self._read_objects(self._all)
+
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Reset every env. An int seed gives env i the seed ``seed + i``; a list, one per env."""
         self._check_open()
