@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 
+import pytest
 from board_samples import make_episodes, make_metadata
 
 from drivelab.benchmarks.leaderboard.store import Leaderboard, RunRecord, StoredEntry
@@ -78,6 +79,9 @@ def _run(db: str) -> list[tuple[int, int, int, int, int, float]]:
     return sorted(outcomes)
 
 
+# SQLite's concurrency is also covered by the default tests in tests/benchmarks/test_leaderboard.py;
+# this mixed run on SQLite (8 more spawned interpreters) is left to -m slow to keep the suite short.
+@pytest.mark.parametrize("board_db", [pytest.param("sqlite", marks=pytest.mark.slow), "postgresql"], indirect=True)
 def test_concurrent_submissions_lose_nothing_and_mix_nothing(board_db):
     outcomes = _run(board_db)
     own = (SUBMISSIONS + 1) // 2  # per worker

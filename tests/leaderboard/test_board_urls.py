@@ -110,3 +110,11 @@ def test_eval_never_prints_the_password(postgres_server, fake_envs, capsys):
     status, output = _main(argv, capsys)
     assert status == 0 and "submitted new entry 1" in output
     assert SECRET not in output
+
+
+def test_psycopg_is_imported_only_for_a_url(tmp_path):
+    probe = ("import sys; from drivelab.benchmarks.leaderboard.store import Leaderboard, check_board_path; "
+             f"db = {str(tmp_path / 'board.db')!r}; check_board_path(db); Leaderboard(db).close(); "
+             "import drivelab.benchmarks.cli.eval; print('psycopg' in sys.modules)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+    assert result.stdout.strip() == "False"
