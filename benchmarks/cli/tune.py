@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--env", default=DEFAULT_ENV, help=f"scenario id (default {DEFAULT_ENV})")
     parser.add_argument("--algo", default=DEFAULT_ALGO, help=f"one of {', '.join(ALGOS)} (default {DEFAULT_ALGO})")
-    parser.add_argument("--trials", type=int, required=True, help="trials this invocation runs (a rerun adds more)")
+    parser.add_argument("--trials", type=int, default=None, help="trials this invocation runs (a rerun adds more)")
     parser.add_argument("--study", default=None, help="study name (default <scenario>_<algo>); also the folder name")
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
                         help=f"Optuna storage: sqlite:///FILE or postgresql://... (default {DEFAULT_STORAGE})")
@@ -68,6 +68,13 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="a new study's first trial trains the base hyperparameters (the reference to beat)")
     parser.add_argument("--workers", type=int, default=1, help="local processes working on the study (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run no trials: rewrite the outputs from the study in the storage")
+    parser.add_argument("--compare", type=Path, default=None, metavar="RESULTS.json",
+                        help="then evaluate the base trial (--enqueue-base) and the best trial on the protocol's "
+                             "seeds; write RESULTS.json, RESULTS.md and the plots beside them")
+    parser.add_argument("--compare-episodes", type=int, default=50, help="protocol episodes per policy (default 50)")
+    parser.add_argument("--compare-backend", default=None, help="evaluation backend (default: the protocol's)")
     parser.set_defaults(func=run)
 
 
@@ -76,10 +83,11 @@ def _settings(args: argparse.Namespace) -> Any:
 
     study = args.study or f"{scenario_name(args.env)}_{args.algo}"
     return TuneSettings(
-        env_id=args.env, algo=args.algo, study=study, trials=args.trials, storage=args.storage, out=args.out,
+        env_id=args.env, algo=args.algo, study=study, storage=args.storage, out=args.out,
         total_steps=args.steps, max_minutes=args.max_minutes, eval_every_steps=args.eval_every, seed=args.seed,
         pruner=args.pruner, startup_trials=args.startup_trials, search_space=args.search_space,
         hyperparams=args.hyperparams, overrides=parse_overrides(args.set), command=tuple(sys.argv),
+        trials=1 if args.report_only else args.trials,
     )
 
 
@@ -118,35 +126,66 @@ def _run_workers(prepared: Any, workers: int, threads: int | None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Check everything (options, configs, search space, storage, study), then run the trials."""
     from drivelab.agents import tuning
-    from drivelab.agents.tuning_report import write_outputs
 
     check_threads(args.threads)
-    if not 1 <= args.workers <= max(args.trials, 1):
+    if args.trials is None and not args.report_only:
+        raise ConfigError("--trials is required (or --report-only to rewrite the outputs of a study)")
+    if not args.report_only and not 1 <= args.workers <= max(args.trials, 1):
         raise ConfigError(f"--workers must be in [1, --trials], got {args.workers}")
     prepared = tuning.prepare(_settings(args))
-    study = tuning.load_study(prepared, tuning.open_storage(prepared))  # reachable, and made for this setup
-    print(f"study {study.study_name} ({tuning.masked(prepared.storage_url)}): {len(study.trials)} trials so far; "
-          f"running {args.trials} more in {args.workers} process(es), trials in {prepared.settings.folder}")
-    if args.enqueue_base and tuning.enqueue_base(prepared, study):
-        print("the first trial trains the base hyperparameters, the reference to beat")
+    storage = tuning.open_storage(prepared)
+    if args.report_only and prepared.settings.study not in _study_names(storage):
+        raise ConfigError(f"no study {prepared.settings.study!r} in {tuning.masked(prepared.storage_url)}")
+    study = tuning.load_study(prepared, storage)  # reachable, and made for this setup
     status = 0
-    if args.workers == 1:
-        if args.threads:
-            import torch
+    if not args.report_only:
+        print(f"study {study.study_name} ({tuning.masked(prepared.storage_url)}): {len(study.trials)} trials so far;"
+              f" running {args.trials} more in {args.workers} process(es), trials in {prepared.settings.folder}")
+        if args.enqueue_base and tuning.enqueue_base(prepared, study):
+            print("the first trial trains the base hyperparameters, the reference to beat")
+        status = _optimize(prepared, args)
+    return _report(prepared, tuning.load_study(prepared, tuning.open_storage(prepared)), args) or status
 
-            torch.set_num_threads(args.threads)
-        tuning.optimize(prepared, args.trials)
-    else:
-        status = _run_workers(prepared, args.workers, args.threads)
-    summary = write_outputs(prepared, tuning.load_study(prepared, tuning.open_storage(prepared)))
+
+def _study_names(storage: Any) -> list[str]:
+    import optuna
+
+    return optuna.get_all_study_names(storage=storage)
+
+
+def _optimize(prepared: Any, args: argparse.Namespace) -> int:
+    from drivelab.agents.tuning import optimize
+
+    if args.workers > 1:
+        return _run_workers(prepared, args.workers, args.threads)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    optimize(prepared, args.trials)
+    return 0
+
+
+def _report(prepared: Any, study: Any, args: argparse.Namespace) -> int:
+    """Write the study's outputs (and the protocol comparison); print where they are."""
+    from drivelab.agents.tuning_report import write_outputs
+
+    summary = write_outputs(prepared, study)
     best = summary["best"]
     counts = ", ".join(f"{count} {state}" for state, count in summary["trials"].items())
-    print(f"study {prepared.settings.study}: {counts}")
+    print(f"study {prepared.settings.study}: {counts}; outputs in {prepared.settings.folder}")
     if best:
         print(f"best trial {best['trial']}: held-out return {best['best_return']:.2f}, crash rate "
               f"{best.get('crash_rate')} -> {best['yaml']}")
     for note in summary["notes"]:
         print(note)
-    if status:
-        print(f"drivelab: a worker exited with status {status}", file=sys.stderr)
-    return status
+    if args.compare is not None:
+        from drivelab.agents.tuning_compare import write_comparison
+
+        payload = write_comparison(prepared, study, args.compare, args.compare_episodes, args.compare_backend,
+                                   " ".join(["drivelab", *sys.argv[1:]]))
+        for row in payload["rows"]:
+            print(f"{row['config']} (trial {row['trial']}): protocol return {row['mean_return']:.2f}, "
+                  f"crash rate {row['crash_rate']:.2f} over {row['episodes']} episodes")
+        print(f"comparison -> {args.compare} and {args.compare.with_suffix('.md')}")
+    return 0

@@ -14,6 +14,7 @@ import yaml
 
 from drivelab.agents import load_train_config
 from drivelab.agents.errors import ConfigError
+from drivelab.agents.protocol import PROTOCOL_SEED_BASE
 from drivelab.agents.tuning import (
     PruningReporter,
     TuneSettings,
@@ -37,7 +38,7 @@ from drivelab.benchmarks.cli import main
 ENV = "drivelab/highway-fast-v0"
 # Native observations, an MLP, two envs, two evaluation episodes: a trial is a few seconds.
 TINY_SETS = ["observation=native", "policy=mlp", "dqn.n_envs=2", "dqn.buffer_size=500", "eval_episodes=2",
-             "eval_envs=2", "checkpoint_every_steps=1000"]
+             "eval_envs=2", "checkpoint_every_steps=1000", "dqn.learning_starts=40", "dqn.net_arch=[16]"]
 TINY_SPACE = {
     "dqn.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True},
     "dqn.learning_starts": {"type": "int", "low": 20, "high": 60, "step": 20},
@@ -156,11 +157,14 @@ def _tiny_args(tmp_path: Path, study: str, trials: int, *extra: str) -> list[str
 
 
 def test_tiny_study_stores_trials_writes_outputs_and_continues(tmp_path, capsys):
-    assert main(_tiny_args(tmp_path, "tiny", 2)) == 0
+    assert main(_tiny_args(tmp_path, "tiny", 2, "--enqueue-base")) == 0
     folder = tmp_path / "tiny"
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.load_study(study_name="tiny", storage=storage)
     assert len(study.trials) == 2 and all(t.state.is_finished() for t in study.trials)
+    base = study.trials[0]  # the reference: the base config's own values of the searched keys
+    assert base.user_attrs["base_config"] and base.params["dqn.net_arch"] == "[16]"
+    assert base.params["dqn.learning_starts"] == 40 and base.params["dqn.learning_rate"] == 5e-4
     assert {t.user_attrs["run_dir"] for t in study.trials} == {str(folder / "trial_0"), str(folder / "trial_1")}
     for trial in study.trials:  # each trial is an ordinary run folder with its held-out evaluations
         evaluations = (folder / f"trial_{trial.number}" / "evaluations.jsonl").read_text().splitlines()
@@ -184,9 +188,28 @@ def test_tiny_study_stores_trials_writes_outputs_and_continues(tmp_path, capsys)
     assert main(_tiny_args(tmp_path, "tiny", 1)) == 0
     assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 3
     capsys.readouterr()
-    assert main([*_tiny_args(tmp_path, "tiny", 1)[:-1], "checkpoint_every_steps=2000"]) == 2
+    assert main([*_tiny_args(tmp_path, "tiny", 1), "--set", "checkpoint_every_steps=2000"]) == 2
     assert "created with other settings (base_config differ)" in capsys.readouterr().err
     assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 3
+
+    # Before/after on the protocol's seeds, from the storage alone (no new trial).
+    results = tmp_path / "results" / "tune_tiny.json"
+    assert main([*_tiny_args(tmp_path, "tiny", 1), "--report-only", "--compare", str(results),
+                 "--compare-episodes", "2", "--compare-backend", "envpool"]) == 0
+    payload = json.loads(results.read_text())
+    assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 3
+    assert [row["trial"] for row in payload["rows"]] == [0, optuna.load_study(study_name="tiny",
+                                                                             storage=storage).best_trial.number]
+    assert all(row["episodes"] == 2 and row["first_seed"] >= PROTOCOL_SEED_BASE for row in payload["rows"])
+    assert "| base (shipped hyperparameters) | 0 |" in results.with_suffix(".md").read_text()
+    assert (results.parent / "tune_tiny_history.png").is_file()
+
+
+def test_a_base_config_outside_the_search_space_is_refused_before_training(tmp_path, capsys):
+    args = _tiny_args(tmp_path, "outside", 1, "--enqueue-base", "--set", "dqn.learning_starts=1000")
+    assert main(args) == 2
+    assert "learning_starts = 1000 lies outside the search space" in capsys.readouterr().err
+    assert not (tmp_path / "outside").exists()
 
 
 @pytest.mark.slow
