@@ -13,7 +13,7 @@ from pathlib import Path
 from drivelab.agents.evaluation import DEFAULT_NUM_ENVS
 from drivelab.agents.protocol import DEFAULT_PROTOCOL
 from drivelab.benchmarks.leaderboard import pages, submit
-from drivelab.benchmarks.leaderboard.database import is_url
+from drivelab.benchmarks.leaderboard.database import POSTGRES_URL, parse_location
 from drivelab.benchmarks.leaderboard.store import DEFAULT_DB_PATH
 from drivelab.core.errors import ConfigError
 
@@ -29,12 +29,6 @@ LEADERBOARD_DESCRIPTION = (
     "bootstrap CIs; overlapping CIs are marked as ties, partial entries rank below complete "
     "ones. Reads the board without writing to it."
 )
-POSTGRES_URL = "postgresql://user[:password]@host[:port]/dbname"
-
-
-def board_location(value: str) -> str | Path:
-    """``--db``: a URL stays a string (a Path would fold its ``//``), anything else is a file path."""
-    return value if is_url(value) else Path(value)
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
@@ -70,7 +64,7 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
                         help="training env steps, >= 0 (default: from the policy spec)")  # fmt: skip
     parser.add_argument("--training-wall-s", type=float, default=None,
                         help="training wall time [s], finite and >= 0 (default: from the policy spec)")  # fmt: skip
-    parser.add_argument("--db", type=board_location, default=DEFAULT_DB_PATH, metavar="PATH|URL",
+    parser.add_argument("--db", type=parse_location, default=DEFAULT_DB_PATH, metavar="PATH|URL",
                         help=f"leaderboard: an SQLite file or {POSTGRES_URL} (default: {DEFAULT_DB_PATH})")  # fmt: skip
     parser.add_argument("--trust-pickle", action="store_true",
                         help="load files that need unpickling (runs their code)")  # fmt: skip
@@ -90,7 +84,7 @@ def _configure_leaderboard(parser: argparse.ArgumentParser) -> None:
                         help="terminal table, Markdown, CSV or a static HTML folder (default %(default)s)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (folder for html); default: print to stdout")  # fmt: skip
-    parser.add_argument("--db", type=board_location, default=DEFAULT_DB_PATH, metavar="PATH|URL",
+    parser.add_argument("--db", type=parse_location, default=DEFAULT_DB_PATH, metavar="PATH|URL",
                         help=f"leaderboard, read only: an SQLite file or {POSTGRES_URL} "
                         f"(default: {DEFAULT_DB_PATH})")  # fmt: skip
     parser.add_argument("--reps", type=int, default=None,

@@ -10,7 +10,8 @@ DDL in one transaction under an advisory lock).
 
 A board is named by ``--db``: a file path (SQLite, the default) or a
 ``postgresql://user[:password]@host[:port]/dbname`` URL. psycopg is imported only for a URL.
-A password in a URL is never printed: ``describe`` masks it.
+A password in a URL is never printed: ``describe`` masks it. ``POSTGRES_URL`` is the form to
+show in help texts; ``parse_location`` turns a ``--db`` argument into what the store takes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from drivelab.core.files import check_writable, ensure_dir
 
 T = TypeVar("T")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+POSTGRES_URL = "postgresql://user[:password]@host[:port]/dbname"
 BUSY_TIMEOUT_S = 60.0  # how long one statement waits for another writer
 RETRIES = 10  # whole-transaction retries after contention (busy file, serialization failure)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -50,6 +52,12 @@ class CorruptDatabaseError(LeaderboardError):
 def is_url(db: str | os.PathLike) -> bool:
     """Whether ``db`` names a database server (``scheme://...``) rather than a file."""
     return isinstance(db, str) and bool(_URL.match(db))
+
+
+def parse_location(value: str) -> str | Path:
+    """A ``--db`` value as the store takes it: a URL stays a string (a Path would fold its ``//``),
+    anything else is a file path. For argparse's ``type=``."""
+    return value if is_url(value) else Path(value)
 
 
 def mask_password(url: str) -> str:
@@ -262,8 +270,7 @@ def _server(url: str) -> Any:
     scheme = url.partition("://")[0].lower()
     if scheme not in POSTGRES_SCHEMES:
         raise LeaderboardError(
-            f"unsupported --db URL scheme {scheme!r} in {describe(url)}; pass a file path (SQLite) "
-            "or postgresql://user[:password]@host[:port]/dbname"
+            f"unsupported --db URL scheme {scheme!r} in {describe(url)}; pass a file path (SQLite) or {POSTGRES_URL}"
         )
     from drivelab.benchmarks.leaderboard import postgres
 

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from drivelab.benchmarks.leaderboard.database import (
+    POSTGRES_URL,
     Database,
     LeaderboardError,
     describe,
@@ -44,7 +45,7 @@ VERSION_TABLE = "leaderboard_schema"
 CONNECT_TIMEOUT_S = 10  # unless the URL sets connect_timeout
 _SCHEMA_LOCK_KEY = int.from_bytes(b"drivelab", "big")  # pg_advisory_xact_lock key (a bigint)
 _RETRYABLE = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock timeout
-_USAGE = "expected postgresql://user[:password]@host[:port]/dbname"
+_USAGE = f"expected {POSTGRES_URL}"
 
 
 def _psycopg() -> Any:
