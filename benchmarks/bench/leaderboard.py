@@ -25,6 +25,7 @@ import json
 import shlex
 import sys
 import textwrap
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,6 +282,10 @@ def _evaluate_entry(env_id: str, entry: PlannedEntry, db: Path, **options: Any) 
     except DrivelabError as error:  # this policy cannot drive this scenario (its action space, say)
         print(f"  not on the board: {error}", flush=True)
         return str(error)
+    except Exception as error:  # a bug in one policy: say so, keep the hour of other entries going
+        traceback.print_exc()
+        print(f"  not on the board: it raised {type(error).__name__}: {error}", flush=True)
+        return f"evaluating it raised {type(error).__name__}: {error}"
     print("\n".join(submit.summary_lines(outcome.results, outcome.protocol)))
     print("\n".join(submit.submission_lines(outcome)))
     return None
