@@ -68,6 +68,9 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="a new study's first trial trains the base hyperparameters (the reference to beat)")
     parser.add_argument("--workers", type=int, default=1, help="local processes working on the study (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="run the trials as --workers Ray tasks on a cluster: local (start one here), auto or "
+                             "HOST:PORT; every node must reach --storage (PostgreSQL or a shared SQLite file)")
     parser.add_argument("--report-only", action="store_true",
                         help="run no trials: rewrite the outputs from the study in the storage")
     parser.add_argument("--compare", type=Path, default=None, metavar="RESULTS.json",
@@ -156,6 +159,11 @@ def _study_names(storage: Any) -> list[str]:
 def _optimize(prepared: Any, args: argparse.Namespace) -> int:
     from drivelab.agents.tuning import optimize
 
+    if args.ray is not None:
+        from drivelab.agents.tuning_ray import run_on_ray
+
+        run_on_ray(prepared, args.ray, args.workers, args.threads)
+        return 0
     if args.workers > 1:
         return _run_workers(prepared, args.workers, args.threads)
     if args.threads:

@@ -220,6 +220,15 @@ def test_two_worker_processes_share_one_study(tmp_path):
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # one trial from each process
 
 
+@pytest.mark.slow
+def test_trials_as_ray_tasks_share_one_study(tmp_path):
+    assert main(_tiny_args(tmp_path, "on-ray", 2, "--workers", "2", "--ray", "local")) == 0
+    study = optuna.load_study(study_name="on-ray", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.trials) == 2 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # two Ray worker processes
+    assert all((tmp_path / "on-ray" / f"trial_{t.number}" / "best").is_dir() for t in study.trials)
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_trial_left_running_by_a_killed_process_is_failed_and_retried(tmp_path):
     space = tmp_path / "space.yaml"
