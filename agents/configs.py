@@ -28,16 +28,16 @@ from drivelab.envs.make import MAX_NUM_ENVS
 from drivelab.perception.encoders import TRUNK_NAMES
 
 __all__ = [
-    "ALGOS", "BUILTIN_ENCODERS", "DQNConfig", "EncoderConfig", "OBSERVATIONS", "POLICY_NETS", "PPOConfig",
+    "ALGOS", "BCConfig", "BUILTIN_ENCODERS", "DQNConfig", "EncoderConfig", "OBSERVATIONS", "POLICY_NETS", "PPOConfig",
     "PROTOCOL_SEED_BASE", "SELECTION_SEED_BASE", "TRAIN_SEED_LIMIT", "TrainConfig", "check_env_settings",
     "hyperparams_path", "load_train_config", "read_hyperparams", "scenario_name",
 ]
 
-Algo = Literal["ppo", "dqn"]
+Algo = Literal["ppo", "dqn", "bc"]
 Observation = Literal["camera", "native"]
 PolicyNet = Literal["cnn", "mlp"]
 Backend = Literal["auto", "envpool", "highway-env"]
-ALGOS: tuple[str, ...] = ("ppo", "dqn")
+ALGOS: tuple[str, ...] = ("ppo", "dqn", "bc")
 OBSERVATIONS: tuple[str, ...] = ("camera", "native")
 POLICY_NETS: tuple[str, ...] = ("cnn", "mlp")
 BUILTIN_ENCODERS: tuple[str, ...] = TRUNK_NAMES  # fresh encoders; anything else is a checkpoint path
@@ -129,6 +129,31 @@ class DQNConfig:
 
 
 @dataclass(frozen=True)
+class BCConfig:
+    """Behaviour cloning: record an expert driving on the batched backend, then fit the policy network.
+
+    The network is PPO's actor-critic (same encoder and heads), so a clone exports, loads and
+    evaluates like a PPO policy and can start PPO (``init_from``). Steps of a bc run count
+    training samples (one frame stack seen by one gradient step): ``total_steps`` and
+    ``eval_every_steps`` are in those units.
+    """
+
+    expert: str = "baseline:idm"  # any load_policy label that acts in the run's env (rule-based drivers read its state)
+    samples: int = bounded(50_000, low=1, high=100_000_000)  # expert (frame stack, action) pairs to record first
+    n_envs: int = bounded(64, low=1, high=MAX_NUM_ENVS)  # batched envs that record them
+    chunk_size: int = bounded(10_000, low=1, high=10_000_000)  # samples per stored chunk (the unit of resuming)
+    dagger_rounds: int = bounded(0, low=0, high=100)  # rounds of DAgger after the first fit (0 = plain BC)
+    dagger_samples: int = bounded(20_000, low=1, high=100_000_000)  # samples recorded per DAgger round
+    dagger_beta: float = bounded(0.5, low=0, high=1)  # expert's share of the driven actions in round 1, then beta^r
+    epochs: int = bounded(8, low=1, high=100_000)  # passes over the data after the first recording and each round
+    batch_size: int = bounded(256, low=1, high=1_000_000)
+    learning_rate: float = bounded(3e-4, low=0, low_open=True, high=1.0)
+    max_grad_norm: float = bounded(1.0, low=0, low_open=True)
+    holdout_fraction: float = bounded(0.05, low=0, high=0.5)  # samples kept out of training to measure agreement
+    net_arch: tuple[int, ...] = _net_arch((256,))  # as PPO's, so the clone can start PPO
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines one training run; saved resolved in the run directory."""
 
@@ -145,6 +170,12 @@ class TrainConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     ppo: PPOConfig | None = None  # set when algo == "ppo"
     dqn: DQNConfig | None = None  # set when algo == "dqn"
+    bc: BCConfig | None = None  # set when algo == "bc"
+    # A policy (run folder or export, e.g. a bc run) whose weights start PPO or DQN; "" = random init.
+    init_from: str = ""
+    # PPO started from init_from: env steps of the clone driving, used only to fit the value head
+    # (policy weights untouched) before the first PPO update, so early advantages are not noise.
+    value_warmup_steps: int = bounded(8_192, low=0, high=MAX_STEPS)
     checkpoint_every_steps: int = bounded(20_000, low=1, high=MAX_STEPS)
     eval_every_steps: int = bounded(20_000, low=0, high=MAX_STEPS)  # 0 disables periodic evaluation
     eval_episodes: int = bounded(20, low=1, high=100_000)
@@ -161,7 +192,7 @@ class TrainConfig:
         if self.algo not in ALGOS:
             raise ConfigError(f"unknown algorithm {self.algo!r}. Valid algorithms: {', '.join(ALGOS)}")
         # Fill the chosen algorithm's section with defaults; drop the other one.
-        sections = {"ppo": self.ppo or PPOConfig(), "dqn": self.dqn or DQNConfig()}
+        sections = {"ppo": self.ppo or PPOConfig(), "dqn": self.dqn or DQNConfig(), "bc": self.bc or BCConfig()}
         for algo in ALGOS:
             object.__setattr__(self, algo, sections[algo] if algo == self.algo else None)
         self._check()
@@ -209,6 +240,8 @@ class TrainConfig:
             raise ConfigError(f"crash_penalty must be >= 0 (it is subtracted on a crash), got {self.crash_penalty}")
         if self.checkpoint_every_steps <= 0 or self.eval_every_steps < 0:
             raise ConfigError("checkpoint_every_steps must be positive and eval_every_steps >= 0")
+        if self.init_from and self.algo == "bc":
+            raise ConfigError("init_from starts PPO or DQN from a policy; a bc run learns from its expert instead")
         if self.ppo is not None and self.ppo.batch_size > self.ppo.n_envs * self.ppo.n_steps:
             raise ConfigError(
                 f"ppo.batch_size ({self.ppo.batch_size}) exceeds the rollout size "
@@ -217,9 +250,9 @@ class TrainConfig:
         check_env_settings(self.env_id, self.observation, self.camera, self.env_config, "train config")
 
     @property
-    def algo_config(self) -> PPOConfig | DQNConfig:
+    def algo_config(self) -> PPOConfig | DQNConfig | BCConfig:
         """The hyperparameters of the chosen algorithm."""
-        return self.ppo if self.algo == "ppo" else self.dqn  # type: ignore[return-value]
+        return {"ppo": self.ppo, "dqn": self.dqn, "bc": self.bc}[self.algo]  # type: ignore[return-value]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples) that ``from_mapping`` turns back into this config."""
@@ -277,7 +310,7 @@ def load_train_config(
 
     Args:
         env_id: drivelab scenario id.
-        algo: ``"ppo"`` or ``"dqn"``.
+        algo: ``"ppo"``, ``"dqn"`` or ``"bc"``.
         overrides: dotted keys over the YAML values, e.g. ``{"total_steps": 5000, "ppo.n_steps": 32}``.
         hyperparams_file: a YAML file to use instead of the shipped one.
 

@@ -58,12 +58,13 @@ def load_weights(module: nn.Module, path: Path) -> None:
 
 
 def export_policy(
-    model: BaseAlgorithm, config: TrainConfig, folder: Path | str, extra: dict[str, Any] | None = None
+    model: BaseAlgorithm | Any, config: TrainConfig, folder: Path | str, extra: dict[str, Any] | None = None
 ) -> Path:
     """Write ``policy.safetensors`` + ``policy.json`` for a trained model into a folder.
 
     Args:
-        model: a trained SB3 PPO or DQN.
+        model: a trained SB3 PPO or DQN, or anything with their ``policy``, ``observation_space``,
+            ``action_space`` and ``num_timesteps`` (``drivelab.agents.imitation.ClonedModel``).
         config: the run's config (env id, observation and camera config, encoder).
         folder: where the files go (created if needed; existing exports are replaced).
         extra: more JSON-able facts for the spec (e.g. steps trained, evaluation result).

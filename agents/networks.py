@@ -44,7 +44,11 @@ POLICY_CLASSES: dict[tuple[str, str], type[BasePolicy]] = {
     ("ppo", "mlp"): ActorCriticPolicy,
     ("dqn", "cnn"): DQNCnnPolicy,
     ("dqn", "mlp"): DQNMlpPolicy,
+    # Behaviour cloning fits PPO's actor-critic, so a clone can start PPO with every weight in place.
+    ("bc", "cnn"): CameraActorCriticPolicy,
+    ("bc", "mlp"): ActorCriticPolicy,
 }
+ACTOR_CRITIC_ALGOS = ("ppo", "bc")
 
 
 def policy_class(algo: str, policy_net: str) -> type[BasePolicy]:
@@ -66,7 +70,7 @@ def policy_kwargs(
     """SB3 ``policy_kwargs`` for a run.
 
     Args:
-        algo: ``"ppo"`` or ``"dqn"``.
+        algo: ``"ppo"``, ``"bc"`` (both an actor-critic) or ``"dqn"``.
         policy_net: ``"cnn"`` (camera frames through a drivelab encoder) or ``"mlp"``.
         net_arch: hidden layer sizes of the heads after the features extractor.
         encoder: the camera encoder (``cnn`` only).
@@ -74,7 +78,7 @@ def policy_kwargs(
             architecture (an export carries all weights itself).
     """
     hidden = list(net_arch)
-    kwargs: dict[str, Any] = {"net_arch": {"pi": hidden, "vf": hidden} if algo == "ppo" else hidden}
+    kwargs: dict[str, Any] = {"net_arch": {"pi": hidden, "vf": hidden} if algo in ACTOR_CRITIC_ALGOS else hidden}
     if policy_net == "cnn":
         if encoder is None:
             raise ConfigError("a cnn policy needs an encoder config")

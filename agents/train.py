@@ -1,5 +1,8 @@
 """Train PPO or DQN on a drivelab scenario from one ``TrainConfig``, into one run directory.
 
+``algo: bc`` (behaviour cloning of an expert) runs through ``drivelab.agents.imitation`` into the
+same layout; ``init_from`` starts PPO or DQN from a clone's weights (``drivelab.agents.warm_start``).
+
 Run directory layout::
 
     config.yaml, config.json   resolved config (JSON is what ``--resume`` reloads)
@@ -23,19 +26,16 @@ the kill is collected again.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -45,79 +45,43 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 import drivelab.envs as de
 from drivelab.agents.callbacks import (
     EpisodeMetricsCallback,
-    JsonLinesWriter,
-    NamespacedWriter,
     PeriodicEvalCallback,
-    ResumableTensorBoard,
     RunCheckpointer,
     StopOnSignal,
     TimeBudgetCallback,
     TrainingProgressBar,
-    truncate_jsonl,
 )
 from drivelab.agents.checkpoints import CheckpointInfo, find_last_checkpoint, load_checkpoint
 from drivelab.agents.configs import TrainConfig
-from drivelab.agents.errors import ConfigError, RunDirError
-from drivelab.agents.evaluation import EvaluationResult, evaluate
+from drivelab.agents.errors import ConfigError
+from drivelab.agents.evaluation import EvaluationResult
 from drivelab.agents.export import export_policy
+from drivelab.agents.imitation import train_bc
 from drivelab.agents.networks import policy_class, policy_kwargs
-from drivelab.agents.policies import TrainedPolicy
 from drivelab.agents.protocol import TRAIN_SEED_LIMIT
-from drivelab.agents.run_records import (
-    CONFIG_JSON,
-    RUN_JSON,
-    previous_wall_s,
-    record_finish,
-    record_start,
-    write_config,
+from drivelab.agents.run_records import previous_wall_s, record_finish, record_start, write_config
+from drivelab.agents.runs import (  # noqa: F401 - resolve_device, env_kwargs, load_run_config: public here too
+    BEST,
+    CHECKPOINTS,
+    EVALUATIONS,
+    FINAL,
+    METRICS,
+    RESUMABLE_CHANGES,
+    TrainResult,
+    best_so_far,
+    check_run_dir,
+    env_kwargs,
+    load_run_config,
+    make_logger,
+    resolve_device,
+    resume_config,
+    selection_evaluation,
 )
 from drivelab.agents.spec import read_spec
-from drivelab.core.config import from_mapping
-from drivelab.core.errors import DrivelabError
-from drivelab.core.files import check_writable, ensure_dir
+from drivelab.agents.warm_start import check_fits, check_init_from, warm_start
+from drivelab.core.files import ensure_dir
 
 log = logging.getLogger("drivelab.agents")
-
-CHECKPOINTS, BEST, FINAL = "checkpoints", "best", "final"
-METRICS, EVALUATIONS = "metrics.jsonl", "evaluations.jsonl"
-# Only these may differ between a run's saved config and a --resume invocation.
-RESUMABLE_CHANGES = ("total_steps", "device", "max_minutes")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of ``train``."""
-
-    run_dir: Path
-    num_timesteps: int
-    best_eval: dict[str, Any] | None  # summary of the best evaluation, None when none ran
-    final_export: Path  # policy.json of the final weights-only export
-    steps_per_s: float  # env steps per second of this invocation, end to end
-    interrupted_by: str | None = None  # "SIGINT" or "SIGTERM" when a signal stopped it (checkpoint saved)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``.
-
-    Raises:
-        ConfigError: CUDA asked for but not available.
-    """
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device auto or cpu")
-    return device
-
-
-def env_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """Keyword arguments of ``drivelab.envs.make``/``make_sb3`` for a run's scenario."""
-    return {
-        "backend": config.backend,
-        "observation": config.observation,
-        "config": dict(config.env_config) or None,
-        "camera": (dict(config.camera) or None) if config.observation == "camera" else None,
-    }
-
 
 class CrashPenalty(VecEnvWrapper):
     """Subtracts ``penalty`` from the reward of the step on which an env's ego crashes.
@@ -185,94 +149,6 @@ def build_model(config: TrainConfig, env: VecEnv, device: str) -> BaseAlgorithm:
     )
 
 
-def load_run_config(run_dir: Path) -> TrainConfig:
-    """The resolved config saved in a run directory."""
-    path = run_dir / CONFIG_JSON
-    try:
-        return from_mapping(TrainConfig, json.loads(path.read_text()), f"saved config {path}")
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise RunDirError(f"cannot resume {run_dir}: its config {path} is missing or corrupt ({error})") from error
-
-
-def resume_config(run_dir: Path, requested: TrainConfig | None) -> TrainConfig:
-    """The config to resume with: the saved one, with the ``RESUMABLE_CHANGES`` from ``requested``.
-
-    Raises:
-        RunDirError: ``requested`` differs from the saved config in anything else.
-    """
-    saved = load_run_config(run_dir)
-    if requested is None:
-        return saved
-    old, new = saved.to_dict(), requested.to_dict()
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
-    if changed:
-        details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise RunDirError(
-            f"cannot resume {run_dir} with a different config ({details}); only "
-            f"{', '.join(RESUMABLE_CHANGES)} may change. Start a new run (--run-dir) or --force"
-        )
-    return saved.replace(**{key: getattr(requested, key) for key in RESUMABLE_CHANGES})
-
-
-def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
-    """Refuse to touch an existing run unless asked to resume or to start over.
-
-    Raises:
-        RunDirError: with what to pass instead.
-    """
-    if resume and force:
-        raise RunDirError("--resume and --force contradict each other; pass one")
-    check_writable(run_dir, folder=True)
-    exists = run_dir.exists() and any(run_dir.iterdir())
-    if resume and not (run_dir / CONFIG_JSON).is_file():
-        raise RunDirError(f"cannot resume {run_dir}: it holds no run (no {CONFIG_JSON}); drop --resume")
-    if exists and not resume and not force:
-        raise RunDirError(
-            f"run directory {run_dir} already exists; pass --resume to continue it or --force to "
-            "delete it and start over"
-        )
-    if exists and force and not (run_dir / RUN_JSON).is_file():
-        raise RunDirError(f"{run_dir} is not empty and not a drivelab run; refusing to delete it with --force")
-
-
-def _make_logger(run_dir: Path, resumed_step: int | None) -> Logger:
-    """TensorBoard + ``metrics.jsonl``; on a resume, the rows of rolled-back steps are dropped first."""
-    if resumed_step is not None:
-        truncate_jsonl(run_dir / METRICS, resumed_step)
-        truncate_jsonl(run_dir / EVALUATIONS, resumed_step)
-    return Logger(
-        folder=str(run_dir),
-        output_formats=[
-            NamespacedWriter(ResumableTensorBoard(str(run_dir / "tb"), purge_step=resumed_step)),
-            NamespacedWriter(JsonLinesWriter(run_dir / METRICS)),
-        ],
-    )
-
-
-def _best_so_far(run_dir: Path) -> float:
-    if not (run_dir / BEST).is_dir():
-        return float("-inf")
-    try:
-        spec, _ = read_spec(run_dir / BEST)
-        return float(spec["eval"]["mean_return"])
-    except (DrivelabError, KeyError, TypeError, ValueError):  # an unreadable best export is replaced
-        return float("-inf")
-
-
-def _evaluation(config: TrainConfig, model_ref: Callable[[], BaseAlgorithm]) -> Callable[[], EvaluationResult]:
-    """Best-model selection: the current policy on the held-out selection seeds, through ``evaluate``."""
-    seeds = range(config.eval_seed, config.eval_seed + config.eval_episodes)
-
-    def make_env(num_envs: int) -> Any:
-        return de.make_vec(config.env_id, num_envs=num_envs, seed=config.eval_seed, **env_kwargs(config))
-
-    def run() -> EvaluationResult:
-        policy = TrainedPolicy(model_ref().policy, name="eval")
-        return evaluate(policy, config.env_id, seeds=seeds, num_envs=config.eval_envs, make_env=make_env)
-
-    return run
-
-
 def train(
     config: TrainConfig,
     run_dir: Path | str,
@@ -308,7 +184,11 @@ def train(
     if resume:
         config = resume_config(run_dir, config)
     device = resolve_device(config.device)
+    if config.algo == "bc":
+        return train_bc(config, run_dir, resume=resume, force=force, command=command, device=device,
+                        progress_bar=progress_bar, on_evaluation=on_evaluation)
     checkpoint: CheckpointInfo | None = find_last_checkpoint(run_dir / CHECKPOINTS) if resume else None
+    clone = check_init_from(config) if config.init_from and checkpoint is None else None
     start_step = checkpoint.step if checkpoint else 0
     n_envs = config.algo_config.n_envs
     # Resumed runs reset their envs with other (still training-range) seeds than the first start.
@@ -322,6 +202,8 @@ def train(
             env.seed(env_seed)
         else:
             model = build_model(config, env, device)
+        if clone is not None:
+            check_fits(clone, env)
         if force and run_dir.exists():
             shutil.rmtree(run_dir)
         ensure_dir(run_dir)
@@ -332,9 +214,12 @@ def train(
         if checkpoint is not None and checkpoint.training_wall_s is not None:
             wall_before_s = checkpoint.training_wall_s
         record_start(run_dir, command, device, start_step if resume else None)
-        logger = _make_logger(run_dir, start_step if resume else None)
+        logger = make_logger(run_dir, start_step if resume else None)
         model.set_logger(logger)
         started = time.perf_counter()
+        if clone is not None:  # a fresh run from a clone: its weights, then (PPO) a fitted value head
+            warm_start(model, config, clone, env)
+            wall_before_s += time.perf_counter() - started
         result = _learn(model, config, run_dir, progress_bar, log_every_steps, extra_callbacks or [],
                         wall_before_s, on_evaluation)
         record_finish(run_dir, {"num_timesteps": result.num_timesteps, "steps_per_s": result.steps_per_s,
@@ -375,8 +260,8 @@ def _learn(
         callbacks.append(TrainingProgressBar(config.total_steps))
     if config.eval_every_steps > 0:
         callbacks.append(
-            PeriodicEvalCallback(_evaluation(config, lambda: model), on_best, config.eval_every_steps,
-                                 run_dir / EVALUATIONS, best_mean_return=_best_so_far(run_dir),
+            PeriodicEvalCallback(selection_evaluation(config, lambda: model), on_best, config.eval_every_steps,
+                                 run_dir / EVALUATIONS, best_mean_return=best_so_far(run_dir),
                                  skip_final=lambda: stop.received is not None, on_evaluation=on_evaluation)
         )
     callbacks.append(RunCheckpointer(run_dir / CHECKPOINTS, config.algo, config.checkpoint_every_steps, wall_s))
@@ -394,7 +279,7 @@ def _learn(
         stop.restore()
     elapsed = time.perf_counter() - start_time
     final = export_policy(model, config, run_dir / FINAL, extra={"training_wall_s": wall_s()})
-    if not best and _best_so_far(run_dir) > float("-inf"):  # the best was found before a resume
+    if not best and best_so_far(run_dir) > float("-inf"):  # the best was found before a resume
         best = read_spec(run_dir / BEST)[0]["eval"]
     return TrainResult(
         run_dir=run_dir,

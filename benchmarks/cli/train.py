@@ -1,4 +1,4 @@
-"""`drivelab train`: one PPO or DQN run into a resumable run folder."""
+"""`drivelab train`: one PPO, DQN or behaviour-cloning run into a resumable run folder."""
 
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ DEFAULT_ENV = "drivelab/highway-fast-v0"
 DEFAULT_ALGO = "ppo"
 MAX_THREADS = 1024
 # Flags recorded in run.json's command, in this order.
-TRAIN_FLAGS = ("env", "algo", "obs", "policy", "steps", "seed", "device", "encoder", "hyperparams",
-               "run_dir", "threads")
+TRAIN_FLAGS = ("env", "algo", "obs", "policy", "steps", "seed", "device", "encoder", "expert", "init_from",
+               "hyperparams", "run_dir", "threads")
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
     """Add the arguments of ``drivelab train``."""
     parser.description = (
-        "Train PPO or DQN with hyperparameters from agents/hyperparams/<scenario>.yaml "
+        "Train PPO, DQN or BC (behaviour cloning of an expert such as baseline:idm) with "
+        "hyperparameters from agents/hyperparams/<scenario>.yaml "
         "(override any key with --set). The run folder holds the resolved config, checkpoints, "
         "TensorBoard logs and weights-only exports (best/ and final/)."
     )
@@ -40,6 +41,10 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help=f"training seed, in [0, {TRAIN_SEED_LIMIT:,}) minus the env count (default 0)")
     parser.add_argument("--device", default=None, help="auto (CUDA if available), cpu, cuda or cuda:N")
     parser.add_argument("--encoder", default=None, help="camera encoder: nature, fast, or a perception checkpoint")
+    parser.add_argument("--expert", default=None,
+                        help="bc: the policy to imitate (default baseline:idm; any policy label or export)")
+    parser.add_argument("--init-from", default=None, metavar="RUN_OR_EXPORT",
+                        help="ppo/dqn: start from this bc (or ppo) run's weights instead of random ones")
     parser.add_argument("--hyperparams", type=Path, default=None, help="YAML to use instead of the shipped one")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. ppo.n_envs=8 or camera.width=64 (repeatable)")
@@ -79,7 +84,8 @@ def command_line(args: argparse.Namespace) -> list[str]:
 def _overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     overrides = parse_overrides(args.set)
     for flag, key in (("obs", "observation"), ("policy", "policy"), ("steps", "total_steps"),
-                      ("seed", "seed"), ("device", "device"), ("encoder", "encoder.name")):
+                      ("seed", "seed"), ("device", "device"), ("encoder", "encoder.name"),
+                      ("expert", "bc.expert"), ("init_from", "init_from")):
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = value
@@ -111,13 +117,16 @@ def run(args: argparse.Namespace) -> int:
         config = load_train_config(saved.env_id, saved.algo, {**_flat(saved.to_dict()), **overrides})
     else:
         config = load_train_config(args.env or DEFAULT_ENV, args.algo or DEFAULT_ALGO, overrides, args.hyperparams)
+    if args.expert is not None and config.algo != "bc":
+        raise ConfigError(f"--expert is the policy bc imitates; with --algo {config.algo} use --init-from a bc run")
     run_dir = args.run_dir or Path("runs") / f"{scenario_name(config.env_id)}_{config.algo}_s{config.seed}"
     if args.threads:
         torch.set_num_threads(args.threads)
     result = train(config, run_dir, resume=args.resume, force=args.force, command=command_line(args),
                    progress_bar=not args.no_progress)
     best = result.best_eval
-    print(f"run {result.run_dir}: {result.num_timesteps} steps, {result.steps_per_s:.0f} env-steps/s")
+    unit = "training samples" if config.algo == "bc" else "env-steps"
+    print(f"run {result.run_dir}: {result.num_timesteps} {unit}, {result.steps_per_s:.0f} {unit}/s")
     if result.interrupted_by:
         print(f"drivelab: {result.interrupted_by}: stopped at step {result.num_timesteps}, checkpoint saved; "
               f"continue with: drivelab train --run-dir {result.run_dir} --resume", file=sys.stderr)

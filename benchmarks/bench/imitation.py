@@ -1,0 +1,201 @@
+"""`drivelab bench imitation`: PPO from scratch vs BC vs BC -> PPO vs BC -> DQN, same seeds, same wall clock.
+
+Every variant of a seed gets the same wall-clock budget (``--minutes``), expert recording
+included. BC records the rule-based expert (``baseline:idm``) and clones it within
+``--bc-share`` of the budget; BC -> PPO and BC -> DQN start from that same BC run (``--init-from``)
+and train for what is left of the budget, so each of them used at most ``--minutes`` in all.
+PPO from scratch trains the whole budget with the suite's settings
+(``benchmarks/suites/highway-camera.yaml``: crash penalty 5). Each variant's selected policy
+(``best/``, chosen on the selection seeds) is then evaluated on the protocol's held-out episodes
+with the reference backend (highway-env), as a leaderboard entry would be; the expert is
+evaluated beside them. Writes ``imitation.json`` (every seed, phase wall times, machine),
+``imitation.md`` (the table) and ``imitation_curves.png`` (each run's held-out evaluations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drivelab.agents import env_kwargs_from_spec, load_policy
+from drivelab.agents.evaluation import evaluate
+from drivelab.agents.protocol import TRAIN_SEED_LIMIT, load_protocol
+from drivelab.benchmarks.cli.train import check_threads
+from drivelab.core.errors import ConfigError
+from drivelab.core.files import atomic_output, check_writable, write_json_atomic, write_text_atomic
+from drivelab.core.provenance import machine_info
+
+RESULTS = Path("benchmarks/results")
+ENV_ID = "drivelab/highway-fast-v0"
+EXPERT = "baseline:idm"
+VARIANTS = ("ppo", "bc", "bc_ppo", "bc_dqn")
+LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_ppo": "BC -> PPO", "bc_dqn": "BC -> DQN"}
+# The suite's RL settings (benchmarks/suites/highway-camera.yaml); a started DQN explores at its
+# final rate from the start, so random actions do not wreck the clone's driving in the buffer.
+RL_SETTINGS = {
+    "ppo": ["--algo", "ppo", "--set", "total_steps=1500000", "--set", "crash_penalty=5.0"],
+    "dqn": ["--algo", "dqn", "--set", "total_steps=400000", "--set", "dqn.exploration_initial_eps=0.05",
+            "--set", "dqn.learning_starts=0"],
+}
+
+
+def configure(parser: argparse.ArgumentParser, command: str) -> None:
+    """Arguments of ``drivelab bench imitation``."""
+    parser.description = __doc__
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    parser.add_argument("--minutes", type=float, default=30.0,
+                        help="wall-clock budget of each variant per seed, expert recording included (default 30)")
+    parser.add_argument("--bc-share", type=float, default=0.25,
+                        help="share of the budget for recording and cloning in the BC variants (default 0.25)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
+    parser.add_argument("--episodes", type=int, default=100, help="protocol episodes per policy (default 100)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="variants to run (default all)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/imitation"), help="run folders (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "imitation.json",
+                        help="results JSON; .md and _curves.png go beside it (default %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    check_threads(args.threads)
+    bad = [seed for seed in args.seeds if not 0 <= seed < TRAIN_SEED_LIMIT - 64]
+    if bad:
+        raise ConfigError(f"--seeds must be training seeds in [0, {TRAIN_SEED_LIMIT - 64}), got {bad[0]}")
+    if not args.minutes > 0 or not 0 < args.bc_share < 1 or args.episodes < 1:
+        raise ConfigError("--minutes must be > 0, --bc-share in (0, 1) and --episodes >= 1")
+    check_writable(args.runs, folder=True)
+    for path in (args.out, args.out.with_suffix(".md"), _curves_path(args.out)):
+        check_writable(path)
+
+
+def _curves_path(out: Path) -> Path:
+    return out.with_name(out.stem + "_curves.png")
+
+
+def _train(dispatch: Any, argv: list[str]) -> None:
+    print("$ drivelab " + " ".join(argv), flush=True)
+    status = dispatch(argv)
+    if status != 0:
+        raise ConfigError(f"`drivelab {' '.join(argv)}` failed with status {status}; see its output above")
+
+
+def _wall_s(run_dir: Path) -> float:
+    """Training wall time of a run, from its final export (the run's own clock, resumes included)."""
+    return float(json.loads((run_dir / "final" / "policy.json").read_text()).get("training_wall_s", 0.0))
+
+
+def _train_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
+    """Train the variants of one seed; returns per variant its run folders and phase wall times."""
+    common = ["train", "--env", ENV_ID, "--seed", str(seed), "--threads", str(args.threads), "--no-progress",
+              "--force"]
+    budget = args.minutes
+    runs: dict[str, dict[str, Any]] = {}
+    if "ppo" in args.variants:
+        run_dir = args.runs / f"ppo-s{seed}"
+        _train(args.dispatch, [*common, *RL_SETTINGS["ppo"], "--run-dir", str(run_dir), "--set",
+                               f"max_minutes={budget}"])
+        runs["ppo"] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
+    if not {"bc", "bc_ppo", "bc_dqn"} & set(args.variants):
+        return runs
+    bc_dir = args.runs / f"bc-s{seed}"
+    _train(args.dispatch, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(bc_dir),
+                           "--set", f"max_minutes={budget * args.bc_share}"])
+    bc_wall = _wall_s(bc_dir)
+    if "bc" in args.variants:
+        runs["bc"] = {"run_dirs": [str(bc_dir)], "wall_s": [bc_wall]}
+    for variant, algo in (("bc_ppo", "ppo"), ("bc_dqn", "dqn")):
+        if variant in args.variants:
+            run_dir = args.runs / f"{variant}-s{seed}"
+            left = max(budget - bc_wall / 60.0, 0.5)
+            _train(args.dispatch, [*common, *RL_SETTINGS[algo], "--init-from", str(bc_dir), "--run-dir",
+                                   str(run_dir), "--set", f"max_minutes={left}"])
+            runs[variant] = {"run_dirs": [str(bc_dir), str(run_dir)], "wall_s": [bc_wall, _wall_s(run_dir)]}
+    return runs
+
+
+def _evaluate(label: str, episodes: int) -> dict[str, Any]:
+    """The protocol's held-out episodes on the reference backend, as a leaderboard entry."""
+    policy = load_policy(label, ENV_ID)
+    kwargs = env_kwargs_from_spec(policy.source.spec) if policy.source and "observation" in policy.source.spec else {}
+    result = evaluate(policy, ENV_ID, episodes=episodes, backend=load_protocol().reference_backend,
+                      env_kwargs=kwargs)
+    summary = result.summary()
+    return {"mean_return": summary["mean_return"], "crash_rate": summary["crash_rate"],
+            "mean_speed": summary["mean_speed"], "episodes": summary["episodes"]}
+
+
+def _curves(rows: list[dict[str, Any]], path: Path) -> None:
+    """One panel per variant: each seed's held-out selection evaluations over its (last) run's steps."""
+    from matplotlib.figure import Figure  # heavy; only here
+
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+    figure = Figure(figsize=(4.2 * len(variants), 3.4), layout="constrained")
+    axes = figure.subplots(1, len(variants), squeeze=False)[0]
+    for axis, variant in zip(axes, variants):
+        for row in (r for r in rows if r["variant"] == variant):
+            history = Path(row["run_dirs"][-1]) / "evaluations.jsonl"
+            points = [json.loads(line) for line in history.read_text().splitlines() if line.strip()] \
+                if history.is_file() else []
+            if points:
+                axis.plot([p["step"] for p in points], [p["mean_return"] for p in points], marker="o",
+                          label=f"seed {row['seed']}")
+        axis.set_title(LABELS[variant])
+        axis.set_xlabel("training samples" if variant == "bc" else "env steps (after the clone)"
+                        if variant.startswith("bc_") else "env steps")
+        axis.set_ylabel("selection-seed mean return")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+
+
+def _table(record: dict[str, Any]) -> str:
+    lines = [
+        f"{ENV_ID}, camera frames; each variant {record['minutes']:g} wall-clock minutes per seed on this "
+        f"machine (expert recording included; BC variants clone within {record['bc_share']:.0%} of it), "
+        f"{record['threads']} torch thread(s); {record['episodes']} protocol episodes per policy on the "
+        f"reference backend ({record['eval_backend']}).", "",
+        "| variant | seed | mean return | crash rate | mean speed [m/s] | wall [min] |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    expert = record["expert"]
+    lines.append(f"| expert ({EXPERT}) | - | {expert['mean_return']:.2f} | {expert['crash_rate']:.2f} | "
+                 f"{expert['mean_speed']:.1f} | - |")
+    for row in record["runs"]:
+        lines.append(f"| {LABELS[row['variant']]} | {row['seed']} | {row['mean_return']:.2f} | "
+                     f"{row['crash_rate']:.2f} | {row['mean_speed']:.1f} | {sum(row['wall_s']) / 60:.1f} |")
+    for variant, summary in record["summary"].items():
+        lines.append(f"| **{LABELS[variant]}** (mean of {summary['seeds']}) | | **{summary['mean_return']:.2f}** | "
+                     f"**{summary['crash_rate']:.2f}** | | |")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train every variant of every seed, evaluate on the protocol, write JSON, Markdown and curves."""
+    _check_args(args)
+    rows: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        for variant, trained in _train_seed(args, seed).items():
+            evaluation = _evaluate(trained["run_dirs"][-1], args.episodes)
+            rows.append({"variant": variant, "seed": seed, **trained, **evaluation})
+            print(rows[-1], flush=True)
+    summary = {}
+    for variant in VARIANTS:
+        mine = [r for r in rows if r["variant"] == variant]
+        if mine:
+            summary[variant] = {"seeds": len(mine), "mean_return": float(np.mean([r["mean_return"] for r in mine])),
+                                "crash_rate": float(np.mean([r["crash_rate"] for r in mine]))}
+    record = {"benchmark": "imitation", "env_id": ENV_ID, "expert": _evaluate(EXPERT, args.episodes),
+              "minutes": args.minutes, "bc_share": args.bc_share, "threads": args.threads, "seeds": args.seeds,
+              "episodes": args.episodes, "eval_backend": load_protocol().reference_backend, "runs": rows,
+              "summary": summary, "machine": machine_info()}
+    write_json_atomic(args.out, record)
+    write_text_atomic(args.out.with_suffix(".md"), _table(record))
+    _curves(rows, _curves_path(args.out))
+    print(_table(record))
+    return 0

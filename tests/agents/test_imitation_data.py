@@ -1,0 +1,94 @@
+"""Expert data: same seed -> same bytes, a killed recording resumes to an uninterrupted run's bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivelab.agents import TRAIN_SEED_LIMIT, ConfigError, load_policy
+from drivelab.agents.expert_data import RecordingSpec, chunk_env_seed, load, record
+from drivelab.agents.policies import IDMMobilPolicy
+
+ENV_ID = "drivelab/highway-fast-v0"
+CAMERA = {"width": 64, "height": 32, "metres_per_pixel": 1.0, "stack": 2}
+SPEC = RecordingSpec(ENV_ID, "baseline:idm", seed=3, samples=3 * 32, num_envs=8, chunk_size=32, camera=CAMERA)
+
+
+class KilledExpert(IDMMobilPolicy):
+    """The rule-based expert, until the process 'dies' after a number of decisions."""
+
+    def __init__(self, calls_before_kill: int) -> None:
+        super().__init__()
+        self.calls_left = calls_before_kill
+
+    def act(self, observation, env=None, deterministic=True):
+        self.calls_left -= 1
+        if self.calls_left < 0:
+            raise KeyboardInterrupt("killed")
+        return super().act(observation, env, deterministic)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("data") / "full"
+    manifest = record(folder, SPEC, load_policy("baseline:idm", ENV_ID))
+    assert manifest["complete"] and manifest["samples"] == 3 * 32
+    return folder
+
+
+def test_recording_resumes_after_a_kill_to_the_same_bytes(uninterrupted: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "killed"
+    partial = record(folder, SPEC, load_policy("baseline:idm", ENV_ID), max_new_chunks=1)
+    assert not partial["complete"] and len(partial["chunks"]) == 1
+    with pytest.raises(KeyboardInterrupt):  # dies half-way through chunk 1 (4 steps per chunk)
+        record(folder, SPEC, KilledExpert(calls_before_kill=2))
+    assert sorted(p.name for p in folder.iterdir()) == ["chunk_00000.npz", "manifest.json"]  # nothing half-written
+    resumed = record(folder, SPEC, load_policy("baseline:idm", ENV_ID))
+    assert resumed["complete"]
+    assert _files(folder) == _files(uninterrupted)
+
+
+def test_same_seed_same_data_other_seed_other_data(uninterrupted: Path, tmp_path: Path) -> None:
+    again = record(tmp_path / "again", SPEC, load_policy("baseline:idm", ENV_ID))
+    original = json.loads((uninterrupted / "manifest.json").read_text())
+    assert [c["sha256"] for c in again["chunks"]] == [c["sha256"] for c in original["chunks"]]
+    other = RecordingSpec(**{**SPEC.__dict__, "seed": 4, "samples": 32})
+    assert record(tmp_path / "other", other, load_policy("baseline:idm", ENV_ID))["chunks"][0]["sha256"] not in {
+        c["sha256"] for c in original["chunks"]}
+
+
+def test_rows_are_expert_labelled_transitions_from_training_seeds(uninterrupted: Path) -> None:
+    data = load(uninterrupted, transitions=True)
+    assert data.observations.dtype == np.uint8 and data.observations.shape == (96, 2, 32, 64)
+    assert set(np.unique(data.actions)) <= set(range(5)) and len(np.unique(data.actions)) >= 2
+    # next observation of a row: the same env one step later (unless its episode or its chunk ended)
+    alive = ~(data.terminated | data.truncated | data.window_end)[:-8]
+    assert data.window_end.sum() == 3 * 8 and alive.sum() > 50
+    np.testing.assert_array_equal(data.next_observations[:-8][alive], data.observations[8:][alive])
+    assert data.rewards.dtype == np.float32 and np.all((data.rewards >= 0) & (data.rewards <= 1))
+    seeds = [chunk_env_seed(SPEC, chunk) for chunk in range(3)]
+    assert len(set(seeds)) == 3 and all(0 <= s and s + SPEC.num_envs <= TRAIN_SEED_LIMIT for s in seeds)
+    manifest = json.loads((uninterrupted / "manifest.json").read_text())
+    assert [c["env_seed"] for c in manifest["chunks"]] == seeds
+    assert manifest["spec"]["expert"] == "baseline:idm" and manifest["spec"]["seed"] == 3
+
+
+def test_a_damaged_chunk_is_recorded_again_and_another_spec_is_refused(uninterrupted: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for name, payload in _files(uninterrupted).items():
+        (folder / name).write_bytes(payload)
+    (folder / "chunk_00001.npz").write_bytes(b"truncated")
+    record(folder, SPEC, load_policy("baseline:idm", ENV_ID))
+    assert _files(folder) == _files(uninterrupted)
+    with pytest.raises(ConfigError, match="other settings"):
+        record(folder, RecordingSpec(**{**SPEC.__dict__, "seed": 9}), load_policy("baseline:idm", ENV_ID))
+    with pytest.raises(ConfigError, match="training seed"):
+        RecordingSpec(**{**SPEC.__dict__, "seed": TRAIN_SEED_LIMIT}).check()
