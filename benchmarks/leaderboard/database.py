@@ -243,6 +243,7 @@ def open_database(db: str | os.PathLike, *, readonly: bool, create: bool,
             or reached; one line that says what to do.
         CorruptDatabaseError: the file is not an SQLite database.
     """
+    _check_not_folded(db)
     if is_url(db):
         return _server(str(db)).open_postgres(str(db), readonly=readonly, create=create,
                                               busy_timeout_s=busy_timeout_s, create_schema=create_schema)  # fmt: skip
@@ -255,6 +256,7 @@ def board_exists(db: str | os.PathLike) -> bool:
 
     Changes nothing. Raises ``LeaderboardError`` (or ``OutputPathError``) if neither holds.
     """
+    _check_not_folded(db)
     if is_url(db):
         return _server(str(db)).board_exists(str(db))
     path = Path(db)
@@ -263,6 +265,16 @@ def board_exists(db: str | os.PathLike) -> bool:
         return True
     check_writable(path)
     return False
+
+
+def _check_not_folded(db: str | os.PathLike) -> None:
+    """Refuse a URL that became a ``Path`` (``postgresql:/user@host/db``): it would silently make
+    an SQLite file in a folder called ``postgresql:``."""
+    if not isinstance(db, str) and re.match(rf"^({'|'.join(POSTGRES_SCHEMES)}):/", str(db)):
+        raise LeaderboardError(
+            f"--db {describe(str(db).replace(':/', '://', 1))} is a URL but reached the store as a file path; "
+            "pass it as a string (argparse: type=parse_location)"
+        )
 
 
 def _server(url: str) -> Any:

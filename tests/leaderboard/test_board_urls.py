@@ -55,6 +55,16 @@ def test_the_command_line_prints_no_traceback_for_an_unreachable_server():
     assert "cannot reach the PostgreSQL server" in line and "127.0.0.1:1" in line and SECRET not in line
 
 
+def test_a_url_folded_into_a_path_is_refused_not_made_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folded = Path(f"postgresql://alice:{SECRET}@db.example.org/board")  # Path folds "//" into "/"
+    for call in (lambda: Leaderboard(folded), lambda: check_board_path(folded)):
+        with pytest.raises(LeaderboardError, match="reached the store as a file path") as caught:
+            call()
+        assert SECRET not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_missing_psycopg_is_one_line_saying_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` raises ImportError
     with pytest.raises(LeaderboardError, match=r"pip install 'drivelab\[postgres\]'"):
