@@ -74,6 +74,20 @@ def kill_session(session: int) -> list[int]:
     return pids
 
 
+def runs_open_in(session: int) -> set[str]:
+    """Names of the run folders whose files a session's processes hold open (a task trains there)."""
+    names = set()
+    for pid in session_pids(session):
+        try:
+            targets = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        for target in targets:
+            parts = Path(target).parts
+            names.update(parts[i + 1] for i, part in enumerate(parts[:-1]) if part.startswith("drivelab-run-"))
+    return names
+
+
 def start_node(arguments: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "w") as handle:
         return subprocess.Popen([RAY, "start", "--block", "--num-cpus=1", "--disable-usage-stats", *arguments],
@@ -127,17 +141,19 @@ def test_suite_survives_a_killed_worker_node(tmp_path: Path, cluster: tuple) -> 
     out, log = tmp_path / "record.json", tmp_path / "driver.log"
     command = [sys.executable, "-m", "drivelab.benchmarks.cli", "bench", "rl", "--suite", str(suite),
                "--ray", address, "--ray-shared-fs", "no", "--out", str(out)]
-    pointers = [runs_dir / f"highway-fast_ppo_s{seed}" / "checkpoints" / "last.json" for seed in (0, 1)]
     with open(log, "w") as handle:
         driver = subprocess.Popen(command, env={**os.environ, **RAY_ENV}, stdout=handle, stderr=subprocess.STDOUT)
     killed: list[int] = []
     try:
         while driver.poll() is None:
-            # Both runs are training (one per node) once both have sent a checkpoint to the driver's node.
-            if not killed and all(p.is_file() for p in pointers):
-                steps = [json.loads(p.read_text())["step"] for p in pointers]
-                killed = kill_session(worker.pid)
-                print(f"killed the worker node ({len(killed)} processes) at checkpoint steps {steps}")
+            # Kill the worker node once the run it trains has sent a checkpoint to the driver's node.
+            for name in [] if killed else runs_open_in(worker.pid):
+                pointer = runs_dir / name / "checkpoints" / "last.json"
+                if pointer.is_file() and not (runs_dir / name / "final").exists():
+                    killed = kill_session(worker.pid)
+                    print(f"killed the worker node ({len(killed)} processes) while it trained {name}, "
+                          f"checkpoint at step {json.loads(pointer.read_text())['step']} in runs_dir")
+                    break
             time.sleep(0.5)
     finally:
         if driver.poll() is None:
