@@ -268,6 +268,19 @@ def _read_notes(path: Path) -> dict[str, dict[str, dict[str, str]]]:
         return {}  # only notes: rewritten below from this run's outcome
 
 
+def _note(path: Path, env_id: str, name: str, command: str, reason: str | None) -> dict[str, Any]:
+    """Record at once (another slice may run beside this one) how an entry was evaluated, or why not."""
+    notes = _read_notes(path)
+    scenario = notes.setdefault(env_id, {"commands": {}, "not_evaluated": {}})
+    if reason is None:
+        scenario["not_evaluated"].pop(name, None)
+        scenario["commands"][name] = command
+    else:
+        scenario["not_evaluated"][name] = reason
+    write_json_atomic(path, notes)
+    return notes
+
+
 def _evaluate_entry(env_id: str, entry: PlannedEntry, db: Path, **options: Any) -> str | None:
     """Evaluate and submit one entry; the reason when the entry cannot drive this scenario."""
     print(f"{short_name(env_id)}: evaluating {entry.name}: {' '.join(entry.policies)}", flush=True)
@@ -308,21 +321,12 @@ def build_boards(
     highway-fast RL report (its ``agents`` list is empty when no trained agent is on the board).
     """
     command = "drivelab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "drivelab bench leaderboard"
-    outcomes: dict[str, dict[str, str | None]] = {}  # env id -> entry -> None (evaluated) or why not
+    notes: dict[str, dict[str, dict[str, str]]] = {}
     for env_id, planned in plans.items():
         for entry in planned:
-            outcomes.setdefault(env_id, {})[entry.name] = _evaluate_entry(
-                env_id, entry, db, episodes=episodes, num_envs=num_envs, make_env=make_env)
-    notes = _read_notes(results / NOTES_JSON)  # read now: another slice may have run meanwhile
-    for env_id, entries in outcomes.items():
-        scenario = notes.setdefault(env_id, {"commands": {}, "not_evaluated": {}})
-        for name, reason in entries.items():
-            if reason is None:
-                scenario["not_evaluated"].pop(name, None)
-                scenario["commands"][name] = command
-            else:
-                scenario["not_evaluated"][name] = reason
-    write_json_atomic(results / NOTES_JSON, notes)
+            reason = _evaluate_entry(env_id, entry, db, episodes=episodes, num_envs=num_envs, make_env=make_env)
+            notes = _note(results / NOTES_JSON, env_id, entry.name, command, reason)
+    notes = notes or _read_notes(results / NOTES_JSON)
     order = [*scenarios, *plans, *(scenario_id(name) for name in SCENARIOS)]
     ranked = order_by_scenario(pages.read_ranked(db), list(dict.fromkeys(order)))
     for text, out in ((leaderboard_md(ranked, notes), results / "LEADERBOARD.md"),
