@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -227,6 +228,29 @@ def test_trials_as_ray_tasks_share_one_study(tmp_path):
     assert len(study.trials) == 2 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # two Ray worker processes
     assert all((tmp_path / "on-ray" / f"trial_{t.number}" / "best").is_dir() for t in study.trials)
+
+
+@pytest.mark.slow
+def test_a_study_on_a_real_postgresql_server_continues_across_runs(tmp_path):
+    # The leaderboard tests' throwaway server (initdb + pg_ctl on loopback), the one helper for it.
+    sys.path.insert(0, str(Path(__file__).parents[1] / "leaderboard"))
+    from pg_server import running_server
+
+    try:
+        context = running_server()
+        server = context.__enter__()
+    except LookupError as error:
+        pytest.skip(str(error))
+    try:
+        url = server.create_database("optuna")
+        args = _tiny_args(tmp_path, "on-pg", 1)
+        args[args.index("--storage") + 1] = url  # plain postgresql://: the psycopg 3 driver is chosen
+        assert main(args) == 0 and main(args) == 0
+        study = optuna.load_study(study_name="on-pg", storage=url.replace("postgresql://", "postgresql+psycopg://"))
+        assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+        assert (tmp_path / "on-pg" / "best_hyperparams.yaml").is_file()
+    finally:
+        context.__exit__(None, None, None)
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
