@@ -105,62 +105,80 @@ class PurePursuitDriver:
 
 
 class ParkingDriver:
-    """Drives to the goal spot and stops there, forwards or in reverse (parking).
+    """Drives forwards into the goal spot along its axis and stops on the goal (parking).
 
-    A pose controller in polar coordinates (Astolfi; Corke, *Robotics, Vision and Control*,
-    "moving to a pose"): with rho the distance to the goal, alpha the bearing of the goal from
-    the heading and beta the goal heading's angle to the line of sight, speed ``k_rho rho`` and
-    turn rate ``k_alpha alpha + k_beta beta`` converge to the pose; where the goal lies behind,
-    the same law runs in reverse. The goal is the ``GOAL`` road object of each env.
+    Pure pursuit on the spot's axis: the line through the goal along the goal heading, followed
+    in that direction, so the car enters the spot facing the way the goal pose asks. The look-ahead
+    point is ``lookahead_m`` beyond the car's projection on the axis, never past the goal; where it
+    lies behind the car, the car turns at full lock (a U-turn in the aisle). Speed is proportional
+    to the distance left along the axis (a P loop on the acceleration), so the car stops on the
+    goal. The goal is the ``GOAL`` road object of each env.
     """
 
     def __init__(
         self,
         period_s: float,
-        k_rho: float = 0.5,
-        k_alpha: float = 1.6,
-        k_beta: float = -0.6,
-        max_speed: float = 4.0,
-        speed_gain: float = 1.5,
+        lookahead_m: float = 6.0,
+        max_speed: float = 3.0,
+        speed_per_m: float = 0.6,
+        speed_gain: float = 2.0,
+        turn_speed: float = 2.5,
+        entry_m: float = 5.0,
+        retry_m: float = 12.0,
     ) -> None:
+        self.entry_m = entry_m  # [m] before the goal: where the spot's entrance is
+        self.retry_m = retry_m  # [m] before the goal: how far to back out to try again
         self.period_s = period_s
-        self.k_rho, self.k_alpha, self.k_beta = k_rho, k_alpha, k_beta
+        self.lookahead_m = lookahead_m
         self.max_speed = max_speed
+        self.speed_per_m = speed_per_m  # [1/s] target speed per metre left
         self.speed_gain = speed_gain
-        self._reverse = np.zeros(0, bool)  # (B,) direction chosen at the start of each episode
+        self.turn_speed = turn_speed
 
     def reset(self, mask: np.ndarray | None = None) -> None:
-        if mask is None or len(mask) != len(self._reverse):
-            self._reverse = np.zeros(0, bool)
+        if mask is None or len(mask) != len(self._backing):
+            self._backing = np.zeros(0, bool)
         else:
-            self._reverse[np.asarray(mask, bool)] = False
-            self._fresh[np.asarray(mask, bool)] = True
+            self._backing[np.asarray(mask, bool)] = False
+
+    _backing = np.zeros(0, bool)  # (B,) backing out along the axis to try the approach again
 
     def act(self, s: VehicleBatch, objects: VehicleBatch) -> np.ndarray:
         """Actions (B, 2) = (acceleration, steering) in [-1, 1]."""
         batch = s.num_envs
-        if self._reverse.shape != (batch,):
-            self._reverse = np.zeros(batch, bool)
-            self._fresh = np.ones(batch, bool)
+        if self._backing.shape != (batch,):
+            self._backing = np.zeros(batch, bool)
         is_goal = objects.present & (objects.class_id == GOAL)
         slot = is_goal.argmax(axis=1)
         rows = np.arange(batch)
         gx, gy, gh = objects.x[rows, slot], objects.y[rows, slot], objects.heading[rows, slot]
         x, y, heading, speed = s.x[:, 0], s.y[:, 0], s.heading[:, 0], s.speed[:, 0]
-        dx, dy = gx - x, gy - y
-        rho = np.hypot(dx, dy)
-        bearing = np.arctan2(dy, dx)
-        alpha = _wrap(bearing - heading)
-        # Forwards or backwards, fixed per episode by where the goal lies at its start.
-        self._reverse = np.where(self._fresh, np.abs(alpha) > np.pi / 2, self._reverse)
-        self._fresh[:] = False
-        sign = np.where(self._reverse, -1.0, 1.0)
-        alpha = np.where(self._reverse, _wrap(alpha + np.pi), alpha)
-        beta = _wrap(gh - heading - alpha)  # reversing: both headings turn by pi, which cancels
-        target_speed = sign * np.minimum(self.k_rho * rho, self.max_speed)
-        turn_rate = self.k_alpha * alpha + self.k_beta * beta
-        curvature = turn_rate / np.maximum(np.abs(target_speed), 0.5) * sign
+        ux, uy = np.cos(gh), np.sin(gh)
+        to_goal = (gx - x) * ux + (gy - y) * uy  # [m] left along the axis
+        across = -(gx - x) * uy + (gy - y) * ux
+        aligned = (np.abs(across) < 0.8) & (np.abs(_wrap(heading - gh)) < 0.3)
+        # Too deep to line up before the goal: back out along the axis, then come in again.
+        self._backing = (self._backing | (~aligned & (to_goal < self.entry_m))) & (to_goal < self.retry_m)
+        # Not lined up yet: aim no deeper than the spot's entrance.
+        deepest = np.where(aligned, 0.0, self.entry_m)
+        point = np.maximum(to_goal - self.lookahead_m, deepest)  # distance of the aim point from the goal
+        point = np.where(self._backing, self.retry_m + self.lookahead_m, point)
+        tx, ty = gx - point * ux, gy - point * uy  # on the axis
+        dx, dy = tx - x, ty - y
+        distance = np.hypot(dx, dy)
+        alpha = _wrap(np.arctan2(dy, dx) - heading - np.where(self._backing, np.pi, 0.0))
+        curvature = 2.0 * np.sin(alpha) / np.maximum(distance, 1.0)
+        behind = (np.abs(alpha) > np.pi / 2) & ~self._backing
+        curvature = np.where(behind, np.sign(alpha) * 1e3, curvature)  # full lock towards it
         steering = steering_for_curvature(curvature, s.length[:, 0]) / STEERING_RANGE_RAD
+        target_speed = np.clip(self.speed_per_m * to_goal, 0.0, self.max_speed)
+        target_speed = np.where(to_goal > 0.3, np.maximum(target_speed, 0.4), target_speed)  # no crawling
+        target_speed = np.where(behind, self.turn_speed, target_speed)
+        overshot = to_goal < -0.3  # past the goal on its axis: back up straight
+        target_speed = np.where(overshot, -0.5, target_speed)
+        steering = np.where(overshot, 0.0, steering)
+        target_speed = np.where(self._backing, -self.turn_speed, target_speed)
+        steering = np.where(self._backing, -steering, steering)  # reversing turns the other way
         accel = self.speed_gain * (target_speed - speed) / ACCELERATION_RANGE
         actions = np.stack([np.clip(accel, -1, 1), np.clip(steering, -1, 1)], axis=1)
         return actions.astype(np.float32)

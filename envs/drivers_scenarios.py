@@ -19,12 +19,12 @@ YIELD_CONFIGS: dict[str, YieldConfig] = {
     # Stay on the route's lane (no lane changes in the ring); yield at the entry.
     "roundabout": YieldConfig((0.0, 8.0, 16.0), horizon_s=4.0, lane_changes=False),
     # Longitudinal actions only: stop before the conflict zone while a crossing vehicle is due.
-    "intersection": YieldConfig((0.0, 4.5, 9.0), layout=LONGITUDINAL_LAYOUT, horizon_s=5.0, lane_changes=False,
-                                conflict_box=(-7.0, 7.0, -7.0, 7.0), box_margin_s=0.3),
+    "intersection": YieldConfig((0.0, 4.5, 9.0), layout=LONGITUDINAL_LAYOUT, horizon_s=4.0, lane_changes=False,
+                                conflict_box=(-5.0, 5.0, -5.0, 5.0), box_margin_s=0.3),
     # Head right for the exit lane.
     "exit": YieldConfig((18.0, 24.0, 30.0), horizon_s=3.0, preferred_lane=-1),
-    # Overtake only into a clear oncoming lane.
-    "two-way": YieldConfig(_DEFAULT_SPEEDS, horizon_s=6.0, overtake_only=True),
+    # The passing lane is the oncoming traffic's: never overtake, follow in the own lane.
+    "two-way": YieldConfig(_DEFAULT_SPEEDS, horizon_s=4.0, lane_changes=False),
     # The left lane pays: keep it where safe.
     "u-turn": YieldConfig((8.0, 16.0, 24.0), horizon_s=4.0, preferred_lane=0),
 }

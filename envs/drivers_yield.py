@@ -54,7 +54,6 @@ class YieldConfig:
         preferred_lane: lane index to head for (-1 rightmost, 0 leftmost, None: no preference).
         keep_lane_until_x: ``(x, lane)``: hold ``lane`` or lanes left of it before x [m] (merge:
             keep clear of the merging lane until the merge ends).
-        overtake_only: change lanes only to pass a slower leader, then return (two-way).
     """
 
     target_speeds: tuple[float, ...]
@@ -66,7 +65,6 @@ class YieldConfig:
     lane_changes: bool = True
     preferred_lane: int | None = None
     keep_lane_until_x: tuple[float, int] | None = None
-    overtake_only: bool = False
     conflict_box: tuple[float, float, float, float] | None = None
     box_margin_s: float = 1.0
 
@@ -295,8 +293,6 @@ class YieldingDriver:
             x_end, keep = cfg.keep_lane_until_x
             before = s.x[:, 0] < x_end
             wanted = np.where(before, np.minimum(keep, count - 1), wanted if wanted is not None else lane_index)
-        if cfg.overtake_only:
-            wanted = self._overtake_lane(s, proj)
         for p, (action, *_rest) in enumerate(candidates):
             if action in side:
                 step = -1 if action == LANE_LEFT else 1
@@ -306,14 +302,3 @@ class YieldingDriver:
                     closer = np.abs(lane_index + step - wanted) < np.abs(lane_index - wanted)
                     pref[:, p] += np.where(closer, 2.0, -10.0)
         return pref
-
-    def _overtake_lane(self, s: VehicleBatch, proj) -> np.ndarray:
-        """Two-way roads: the passing lane (0) while a slower leader is close ahead, else lane 1."""
-        same_lane = (proj.lane == proj.lane[:, :1]) & s.present
-        same_lane[:, 0] = False
-        gap = np.where(same_lane & (proj.s > proj.s[:, :1]), proj.s - proj.s[:, :1], np.inf)
-        lead = gap.argmin(axis=1)
-        rows = np.arange(s.num_envs)
-        slow_lead = (gap[rows, lead] < 60.0) & (s.speed[rows, lead] < s.speed[:, 0] - 1.0)
-        in_passing_lane = s.lane_index[:, 0] == 0
-        return np.where(slow_lead | in_passing_lane & (gap[rows, lead] < 20.0), 0, 1)
