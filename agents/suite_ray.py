@@ -9,7 +9,8 @@ decides where each run trains and how its files reach ``runs_dir``:
   checkpoint is sent, with the run's records, to a small actor on the driver's node that writes
   it into ``runs_dir`` (``atomic_dir``: a run folder is always one consistent snapshot); at the
   end the whole folder (exports, records, checkpoints, TensorBoard logs) comes back the same way.
-  A run that was interrupted earlier is shipped to its task as a tar of its folder.
+  A run that was interrupted earlier is shipped to its task as a tar of its folder. Folders travel
+  whole: a DQN checkpoint carries its replay buffer, so prefer a shared file system for big ones.
 
 Finished runs are skipped before any task starts. A task that fails or is lost (its worker or
 node died, the scheduler stopped it) is started again, up to ``max_retries`` times, from the
@@ -229,7 +230,7 @@ def _shared_fs(runs_dir: Path, nodes: list[dict[str, Any]]) -> bool:
 def _reason(error: BaseException) -> str:
     """One line saying why an attempt failed."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def run_suite_ray(

@@ -31,6 +31,7 @@ import torch
 import drivelab.envs as de
 from drivelab.agents import env_kwargs_from_spec, evaluate, load_policy, load_train_config, train
 from drivelab.agents.policies import Policy
+from drivelab.agents.protocol import load_protocol
 from drivelab.benchmarks.bench.train_speed import RolloutClock
 from drivelab.core.config import parse_overrides
 from drivelab.core.errors import ConfigError, DrivelabError
@@ -184,8 +185,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="measured PPO env steps per device, after one warm-up rollout (default %(default)s)")
     parser.add_argument("--minutes", type=float, default=2.0,
                         help="time cap per training run [min] (default %(default)s)")
-    parser.add_argument("--eval-episodes", type=int, default=256,
-                        help="timed evaluation episodes (default %(default)s)")
+    parser.add_argument("--eval-episodes", type=int, default=100,
+                        help="timed evaluation episodes, on the protocol's seeds (default %(default)s, all of them)")
     parser.add_argument("--parity-episodes", type=int, default=8,
                         help="protocol seeds on which CUDA and CPU returns must agree (default %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -207,6 +208,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--minutes must be positive, got {args.minutes}")
     overrides = parse_overrides(args.set)
     load_train_config(args.env, "ppo", overrides)  # an unknown or ill-typed key fails here, not after training
+    for episodes in (args.eval_episodes, args.parity_episodes):  # the protocol has that many seeds
+        load_protocol().seeds_for(args.env, episodes)
     check_writable(args.out)
     check_writable(args.out.with_suffix(".md"))
     if args.threads:
