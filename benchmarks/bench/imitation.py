@@ -51,6 +51,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="wall-clock budget of each variant per seed, expert recording included (default 30)")
     parser.add_argument("--bc-share", type=float, default=0.25,
                         help="share of the budget for recording and cloning in the BC variants (default 0.25)")
+    parser.add_argument("--bc-samples", type=int, default=None,
+                        help="expert samples to record (default: the bc section of highway-fast.yaml)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
     parser.add_argument("--episodes", type=int, default=100, help="protocol episodes per policy (default 100)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
@@ -66,8 +68,8 @@ def _check_args(args: argparse.Namespace) -> None:
     bad = [seed for seed in args.seeds if not 0 <= seed < TRAIN_SEED_LIMIT - 64]
     if bad:
         raise ConfigError(f"--seeds must be training seeds in [0, {TRAIN_SEED_LIMIT - 64}), got {bad[0]}")
-    if not args.minutes > 0 or not 0 < args.bc_share < 1 or args.episodes < 1:
-        raise ConfigError("--minutes must be > 0, --bc-share in (0, 1) and --episodes >= 1")
+    if not args.minutes > 0 or not 0 < args.bc_share < 1 or args.episodes < 1 or (args.bc_samples or 1) < 1:
+        raise ConfigError("--minutes must be > 0, --bc-share in (0, 1), --episodes and --bc-samples >= 1")
     check_writable(args.runs, folder=True)
     for path in (args.out, args.out.with_suffix(".md"), _curves_path(args.out)):
         check_writable(path)
@@ -103,7 +105,8 @@ def _train_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]
     if not {"bc", "bc_ppo", "bc_dqn"} & set(args.variants):
         return runs
     bc_dir = args.runs / f"bc-s{seed}"
-    _train(args.dispatch, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(bc_dir),
+    samples = ["--set", f"bc.samples={args.bc_samples}"] if args.bc_samples else []
+    _train(args.dispatch, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(bc_dir), *samples,
                            "--set", f"max_minutes={budget * args.bc_share}"])
     bc_wall = _wall_s(bc_dir)
     if "bc" in args.variants:
@@ -191,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
             summary[variant] = {"seeds": len(mine), "mean_return": float(np.mean([r["mean_return"] for r in mine])),
                                 "crash_rate": float(np.mean([r["crash_rate"] for r in mine]))}
     record = {"benchmark": "imitation", "env_id": ENV_ID, "expert": _evaluate(EXPERT, args.episodes),
-              "minutes": args.minutes, "bc_share": args.bc_share, "threads": args.threads, "seeds": args.seeds,
+              "minutes": args.minutes, "bc_share": args.bc_share, "bc_samples": args.bc_samples,
+              "threads": args.threads, "seeds": args.seeds,
               "episodes": args.episodes, "eval_backend": load_protocol().reference_backend, "runs": rows,
               "summary": summary, "machine": machine_info()}
     write_json_atomic(args.out, record)

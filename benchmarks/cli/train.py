@@ -125,8 +125,10 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, run_dir, resume=args.resume, force=args.force, command=command_line(args),
                    progress_bar=not args.no_progress)
     best = result.best_eval
-    unit = "training samples" if config.algo == "bc" else "env-steps"
-    print(f"run {result.run_dir}: {result.num_timesteps} {unit}, {result.steps_per_s:.0f} {unit}/s")
+    if config.algo == "bc":  # a bc run counts training samples, not env steps
+        print(f"run {result.run_dir}: {result.num_timesteps} training samples, {result.steps_per_s:.0f} samples/s")
+    else:
+        print(f"run {result.run_dir}: {result.num_timesteps} steps, {result.steps_per_s:.0f} env-steps/s")
     if result.interrupted_by:
         print(f"drivelab: {result.interrupted_by}: stopped at step {result.num_timesteps}, checkpoint saved; "
               f"continue with: drivelab train --run-dir {result.run_dir} --resume", file=sys.stderr)
