@@ -26,7 +26,7 @@ from drivelab.core.provenance import machine_info
 
 BEST_YAML, TRIALS_CSV, TRIALS_MD = "best_hyperparams.yaml", "trials.csv", "trials.md"
 HISTORY_PNG, IMPORTANCE_PNG, SUMMARY_JSON = "history.png", "importance.png", "study.json"
-COLUMNS = ("trial", "state", "best_return", "crash_rate", "best_step", "steps", "minutes", "host")
+COLUMNS = ("trial", "state", "best_return", "crash_rate", "best_step", "steps", "minutes", "note", "host")
 
 
 def trial_rows(prepared: Prepared, study: Any) -> list[dict[str, Any]]:
@@ -39,9 +39,15 @@ def trial_rows(prepared: Prepared, study: Any) -> list[dict[str, Any]]:
             minutes = round((trial.datetime_complete - trial.datetime_start).total_seconds() / 60, 2)
         value = trial.value if trial.value is not None else (
             max(trial.intermediate_values.values()) if trial.intermediate_values else None)
+        notes = ["base config"] if attrs.get("base_config") else []
+        if trial.state.name == "PRUNED" and trial.intermediate_values:
+            notes.append(f"pruned at step {max(trial.intermediate_values)}")
+        if "failed_trial" in trial.system_attrs:
+            notes.append(f"retry of trial {trial.system_attrs['failed_trial']}")
         row = {"trial": trial.number, "state": trial.state.name.lower(), "best_return": value,
                "crash_rate": attrs.get("crash_rate"), "best_step": attrs.get("best_step"),
-               "steps": attrs.get("num_timesteps"), "minutes": minutes, "host": attrs.get("host")}
+               "steps": attrs.get("num_timesteps"), "minutes": minutes, "note": "; ".join(notes),
+               "host": attrs.get("host")}
         row.update(decode_params(trial.params, prepared.space))
         rows.append(row)
     return rows
