@@ -180,6 +180,7 @@ def _connect(address: str) -> Callable[[], None]:
 
     if ray.is_initialized():  # the caller's own ray.init: keep it
         return lambda: None
+    _check_reachable(address)
     try:
         if address == "local":
             ray.init(include_dashboard=False, log_to_driver=False)
@@ -191,6 +192,20 @@ def _connect(address: str) -> Callable[[], None]:
             "`ray start --head`, pass its address (--ray HOST:PORT), or use --ray local"
         ) from None
     return ray.shutdown
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a HOST:PORT nothing listens on at once (Ray would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # auto, local, ray://... : Ray's own checks answer quickly
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as error:
+        raise ClusterError(
+            f"no Ray cluster answers at {address} ({error.strerror or error}); start one with "
+            "`ray start --head --port PORT` or check the address"
+        ) from None
 
 
 def _check_fits(suite: SuiteConfig) -> list[dict[str, Any]]:

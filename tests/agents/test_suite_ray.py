@@ -123,3 +123,7 @@ def test_ray_suite_bad_inputs_fail_before_work(tmp_path: Path, ray_local: Any,
     assert main(["bench", "rl", "--suite", str(zero), "--ray", "--out", str(tmp_path / "o.json")]) == 2
     assert "cpus_per_run" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "o.json").exists()
+    from drivelab.agents.suite_ray import ClusterError, _check_reachable
+
+    with pytest.raises(ClusterError, match="no Ray cluster answers at 127.0.0.1:1"):  # at once, not after minutes
+        _check_reachable("127.0.0.1:1")
