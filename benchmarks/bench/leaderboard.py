@@ -93,6 +93,9 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="evaluate only these (the others keep their entries in --db); rules: the "
                         "scenario's rule-based driver, idm: IDM/MOBIL itself, zoo: zoo:ALGO/SCENARIO where "
                         "shipped (default %(default)s)")
+    parser.add_argument("--pages-only", action="store_true",
+                        help="evaluate nothing: rewrite LEADERBOARD.md, leaderboard_scenarios.md and the HTML page "
+                        "from --db")
     parser.set_defaults(func=run)
 
 
@@ -317,7 +320,7 @@ def build_boards(
 ) -> dict[str, Any]:
     """Evaluate and submit every planned entry per scenario, then write the pages from the whole board.
 
-    ``scenarios`` (env ids) orders the sections (the planned ones first by default). Returns the
+    Sections come in ``SCENARIOS`` order, then ``scenarios`` (env ids), then any others. Returns the
     highway-fast RL report (its ``agents`` list is empty when no trained agent is on the board).
     """
     command = "drivelab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "drivelab bench leaderboard"
@@ -327,7 +330,7 @@ def build_boards(
             reason = _evaluate_entry(env_id, entry, db, episodes=episodes, num_envs=num_envs, make_env=make_env)
             notes = _note(results / NOTES_JSON, env_id, entry.name, command, reason)
     notes = notes or _read_notes(results / NOTES_JSON)
-    order = [*scenarios, *plans, *(scenario_id(name) for name in SCENARIOS)]
+    order = [*(scenario_id(name) for name in SCENARIOS), *scenarios, *plans]
     ranked = order_by_scenario(pages.read_ranked(db), list(dict.fromkeys(order)))
     for text, out in ((leaderboard_md(ranked, notes), results / "LEADERBOARD.md"),
                       (scenario_table_md(ranked, notes), results / "leaderboard_scenarios.md")):  # fmt: skip
@@ -371,8 +374,11 @@ def run(args: argparse.Namespace) -> int:
         check_writable(RESULTS / name)
     check_writable(args.html, folder=True)
     check_board_path(args.db)
-    plans = {env_id: plan_entries(args.agents, args.runs, env_id, args.videos / short_name(env_id),
-                                  args.examples / short_name(env_id)) for env_id in env_ids}  # fmt: skip
-    build_boards(plans, args.db, episodes=args.episodes, html=args.html, num_envs=args.num_envs,
+    plans = {} if args.pages_only else {
+        env_id: plan_entries(args.agents, args.runs, env_id, args.videos / short_name(env_id),
+                             args.examples / short_name(env_id))
+        for env_id in env_ids
+    }  # fmt: skip
+    build_boards(plans, args.db, episodes=args.episodes, html=args.html, results=RESULTS, num_envs=args.num_envs,
                  scenarios=env_ids)  # fmt: skip
     return 0

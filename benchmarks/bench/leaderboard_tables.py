@@ -35,8 +35,9 @@ def order_by_scenario(ranked: Sequence[RankedEntry], scenarios: Sequence[str]) -
 
 
 def _driver(item: RankedEntry) -> str:
-    """The label a rule-based entry was evaluated with, e.g. ``baseline:rules``."""
-    return ", ".join(sorted({run.policy_label for run in item.entry.runs}))
+    """The label a rule-based entry was evaluated with and the driver it is, e.g. ``baseline:rules`` (gap)."""
+    labels = ", ".join(sorted({run.policy_label for run in item.entry.runs}))
+    return f"`{labels}` ({item.entry.metadata.algorithm})"
 
 
 Notes = Mapping[str, Mapping[str, Mapping[str, str]]]  # env id -> {"commands"|"not_evaluated": {entry: text}}
@@ -69,7 +70,7 @@ def leaderboard_md(ranked: Sequence[RankedEntry], notes_by_scenario: Notes) -> s
                 continue
             rules = [item for item in items if item.entry.metadata.agent_name in KINDS["rule-based driver"]]
             if rules:
-                lines += ["", "Rule-based driver: " + "; ".join(f"{i.entry.metadata.agent_name} = `{_driver(i)}`"
+                lines += ["", "Rule-based driver: " + "; ".join(f"{i.entry.metadata.agent_name} = {_driver(i)}"
                                                             for i in rules) + "."]  # fmt: skip
             lines += ["", f"Protocol {version}.", "", "| " + " | ".join(COLUMNS) + " |",
                       "|" + "|".join("---" for _ in COLUMNS) + "|"]  # fmt: skip
@@ -90,7 +91,7 @@ def _cell(items: Sequence[RankedEntry], with_driver: bool) -> str:
         if stats.num_runs > 1:
             text += f" ({stats.num_runs} seeds)"
         if with_driver:
-            text += f" `{_driver(item)}`"
+            text += f" {_driver(item)}"
         elif meta.agent_name.startswith("zoo-"):
             text += " (zoo)"
         parts.append(text)

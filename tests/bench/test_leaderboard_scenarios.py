@@ -85,3 +85,17 @@ def test_an_entry_that_cannot_drive_is_listed_with_its_reason_and_the_others_are
     table = (results / "leaderboard_scenarios.md").read_text()
     assert "| merge | 4 |" in table and "Not on the board" not in (results / "LEADERBOARD.md").read_text()
     assert Path(tmp_path / "html" / "index.html").is_file()
+
+
+def test_pages_only_rewrites_the_pages_from_the_board_without_evaluating(tmp_path, monkeypatch):
+    db = tmp_path / "lb.db"
+    bench_leaderboard.build_boards({MERGE: [PlannedEntry("idle", ("baseline:idle",))]}, db, episodes=3,
+                                   html=tmp_path / "first", results=tmp_path / "first", make_env=FakeDrivingVecEnv)
+    monkeypatch.setattr(bench_leaderboard, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(bench_leaderboard.submit, "evaluate_and_submit", None)  # calling it would fail
+    argv = ["bench", "leaderboard", "--pages-only", "--db", str(db), "--html", str(tmp_path / "html")]
+    args = build_parser(argv).parse_args(argv)
+    assert args.func(args) == 0
+    assert "## merge (drivelab/merge-v0)" in (tmp_path / "results" / "LEADERBOARD.md").read_text()
+    assert "| merge | 3 |" in (tmp_path / "results" / "leaderboard_scenarios.md").read_text()
+    assert (tmp_path / "html" / "index.html").is_file()
