@@ -9,6 +9,7 @@ the honest one. It needs a study whose first trial trained the base config
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from drivelab.agents.evaluation import evaluate
 from drivelab.agents.loading import env_kwargs_from_spec, load_policy
 from drivelab.agents.protocol import DEFAULT_PROTOCOL
 from drivelab.agents.tuning import Prepared, masked
-from drivelab.agents.tuning_report import HISTORY_PNG, IMPORTANCE_PNG
+from drivelab.agents.tuning_report import HISTORY_PNG, IMPORTANCE_PNG, TRIALS_MD
 from drivelab.agents.tuning_space import decode_params
 from drivelab.core.files import check_writable, write_bytes_atomic, write_json_atomic, write_text_atomic
 from drivelab.core.provenance import hardware_summary, machine_info
@@ -60,7 +61,17 @@ def _row(label: str, trial: Any, prepared: Prepared, episodes: int, backend: str
     }
 
 
-def comparison_markdown(payload: dict[str, Any]) -> str:
+def _study_command(trial: Any) -> str:
+    """The ``drivelab tune`` command that ran a trial, from its run folder's run.json."""
+    try:
+        invocations = json.loads((Path(trial.user_attrs["run_dir"]) / "run.json").read_text())["invocations"]
+        words = list(invocations[0]["command"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return ""
+    return " ".join(["drivelab", *words[1:]])
+
+
+def comparison_markdown(payload: dict[str, Any], trials_table: str = "") -> str:
     """The before/after table with its budget, seeds and machine."""
     rows, budget = payload["rows"], payload["budget"]
     lines = [
@@ -79,7 +90,10 @@ def comparison_markdown(payload: dict[str, Any]) -> str:
                      f"{row['crash_rate']:.2f} | {row['mean_speed']:.1f} |")
     tuned = rows[-1]["params"]
     lines += ["", "Tuned values: " + ", ".join(f"`{k}={v}`" for k, v in tuned.items()) + ".",
-              f"Machine: {payload['hardware']}. Command: `{payload['command']}`."]
+              f"Machine: {payload['hardware']}.", f"Study: `{payload['study_command']}`.",
+              f"This table: `{payload['command']}`."]
+    if trials_table:
+        lines += ["", "Every trial (selection seeds):", "", *trials_table.strip().splitlines()[2:]]
     return "\n".join(lines) + "\n"
 
 
@@ -99,11 +113,13 @@ def write_comparison(prepared: Prepared, study: Any, results: Path, episodes: in
         "budget": {"total_steps": config.total_steps, "max_minutes": config.max_minutes, "seed": config.seed,
                    "eval_every_steps": config.eval_every_steps, "eval_episodes": config.eval_episodes,
                    "eval_seed": config.eval_seed, "pruner": prepared.settings.pruner},
-        "protocol_default": DEFAULT_PROTOCOL, "rows": rows, "command": command,
+        "protocol_default": DEFAULT_PROTOCOL, "rows": rows, "command": command, "study_command": _study_command(base),
         "hardware": hardware_summary(), "machine": machine_info(),
     }
     write_json_atomic(results, payload)
-    write_text_atomic(results.with_suffix(".md"), comparison_markdown(payload))
+    table = prepared.settings.folder / TRIALS_MD
+    write_text_atomic(results.with_suffix(".md"),
+                      comparison_markdown(payload, table.read_text() if table.is_file() else ""))
     for png in (HISTORY_PNG, IMPORTANCE_PNG):
         plot = prepared.settings.folder / png
         if plot.is_file():
