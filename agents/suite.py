@@ -65,6 +65,8 @@ class SuiteConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted TrainConfig keys
     algo_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per algorithm, over `overrides`
     resources: RunResources = field(default_factory=RunResources)
+    # Scenario -> algorithms not trained on it (e.g. DQN where the actions are continuous).
+    exclude: dict[str, tuple[str, ...]] = field(default_factory=dict)
     runs_dir: str = "runs"
 
     def __post_init__(self) -> None:
@@ -74,6 +76,12 @@ class SuiteConfig:
                 f"algo_overrides names {', '.join(unknown)}, which the suite does not train; "
                 f"its algos are {', '.join(self.algos)}"
             )
+        for scenario, algos in self.exclude.items():
+            if scenario not in self.scenarios or not set(algos) <= set(self.algos):
+                raise ConfigError(
+                    f"exclude names {scenario}: {', '.join(algos)}, which the suite does not train; "
+                    f"its scenarios are {', '.join(self.scenarios)} and its algos {', '.join(self.algos)}"
+                )
 
     def overrides_for(self, algo: str, seed: int) -> dict[str, Any]:
         """The dotted TrainConfig overrides of one run."""
@@ -108,7 +116,8 @@ def read_suite(path: Path | str) -> SuiteConfig:
 
 def grid(suite: SuiteConfig) -> list[tuple[str, str, int]]:
     """Every (scenario, algo, seed) of a suite, in run order."""
-    return [(s, a, seed) for s in suite.scenarios for a in suite.algos for seed in suite.seeds]
+    return [(s, a, seed) for s in suite.scenarios for a in suite.algos for seed in suite.seeds
+            if a not in suite.exclude.get(s, ())]
 
 
 def plan(suite: SuiteConfig) -> list[SuiteRun]:
@@ -142,6 +151,8 @@ def only(suite: SuiteConfig, algos: list[str] | None = None, seeds: list[int] | 
         algos=kept_algos,
         seeds=tuple(s for s in suite.seeds if seeds is None or s in seeds),
         algo_overrides={a: o for a, o in suite.algo_overrides.items() if a in kept_algos},
+        exclude={scenario: kept for scenario, excluded in suite.exclude.items()
+                 if (kept := tuple(a for a in excluded if a in kept_algos))},
     )
 
 

@@ -87,6 +87,26 @@ def test_shipped_suites_resolve() -> None:
     suite = read_suite(suites / "highway-camera.yaml")
     assert grid(suite) == [("drivelab/highway-fast-v0", a, s) for a in ("ppo", "dqn") for s in (0, 1, 2)]
     assert grid(read_suite(suites / "smoke.yaml")) == [("drivelab/highway-fast-v0", a, 0) for a in ("ppo", "dqn")]
+    everything = grid(read_suite(suites / "all-scenarios.yaml"))  # DQN only where the actions are discrete
+    assert len(everything) == 30 and ("drivelab/parking-v0", "dqn", 0) not in everything
+    assert {(s, a) for s, a, _ in everything} >= {("drivelab/merge-v0", "dqn"), ("drivelab/racetrack-v0", "ppo")}
+
+
+def test_suite_exclude_drops_pairs_and_names_what_is_trained(tmp_path: Path) -> None:
+    from drivelab.agents import ConfigError
+    from drivelab.agents.suite import grid, only, read_suite
+
+    suite = {"name": "x", "scenarios": ["drivelab/highway-fast-v0", "drivelab/parking-v0"], "algos": ["ppo", "dqn"],
+             "seeds": [0], "exclude": {"drivelab/parking-v0": ["dqn"]}}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    loaded = read_suite(path)
+    assert [(s, a) for s, a, _ in grid(loaded)] == [
+        ("drivelab/highway-fast-v0", "ppo"), ("drivelab/highway-fast-v0", "dqn"), ("drivelab/parking-v0", "ppo")]
+    assert only(loaded, algos=["ppo"]).exclude == {}
+    path.write_text(yaml.safe_dump({**suite, "exclude": {"drivelab/merge-v0": ["dqn"]}}))
+    with pytest.raises(ConfigError, match="exclude names drivelab/merge-v0"):
+        read_suite(path)
 
 
 def test_suite_algo_overrides_and_algo_and_seed_filters(tmp_path: Path) -> None:
