@@ -13,6 +13,7 @@ The text pages (``pages``) and the HTML page (``html_page``) both render from he
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +171,7 @@ def display_row(item: RankedEntry) -> list[str]:
         f"[{stats.iqm_return_ci.low:.2f}, {stats.iqm_return_ci.high:.2f}]",
         f"{stats.crash_rate:.2f}",
         f"{stats.success_rate:.2f}",
-        f"{stats.collisions_per_km:.3f}",
+        "n/a" if math.isnan(stats.collisions_per_km) else f"{stats.collisions_per_km:.3f}",  # nothing driven
         "-" if meta.training_steps is None else str(meta.training_steps),
         meta.policy_sha256[:12],
     ]
