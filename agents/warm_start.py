@@ -42,7 +42,8 @@ SOURCES = {"ppo": ("bc", "ppo"), "dqn": ("bc", "ppo")}  # what each algorithm ca
 FIT_EPOCHS = 4  # passes over the data when fitting the value head (PPO) or the Q-network (DQN)
 FIT_BATCH = 256
 MIN_FIT_STEPS = 100
-FIT_ROWS = 50_000  # most expert rows the Q-network is fitted on
+MAX_FIT_STEPS = 300  # ~1 min on one CPU thread with highway-fast's frames and network
+FIT_ROWS = 50_000  # most expert rows read for the Q-network's fit and the replay buffer
 
 
 def check_init_from(config: TrainConfig) -> TrainedPolicy:
@@ -155,12 +156,16 @@ def discounted_returns(data: ExpertData, gamma: float) -> np.ndarray:
 
 
 def _minibatches(rows: int, seed: int) -> Any:
-    """Row indices of FIT_EPOCHS shuffled passes; small data sets get more passes (MIN_FIT_STEPS batches)."""
+    """Row indices of FIT_EPOCHS shuffled passes, at least MIN_FIT_STEPS and at most MAX_FIT_STEPS batches."""
     rng = np.random.default_rng(seed)
     batches_per_pass = -(-rows // FIT_BATCH)
+    steps = 0
     for _ in range(max(FIT_EPOCHS, -(-MIN_FIT_STEPS // batches_per_pass))):
         order = rng.permutation(rows)
         for start in range(0, rows, FIT_BATCH):
+            if steps == MAX_FIT_STEPS:  # the fit is part of the run's wall-clock budget
+                return
+            steps += 1
             yield order[start:start + FIT_BATCH]
 
 

@@ -173,3 +173,16 @@ def test_bad_inputs_get_one_line_before_anything_is_written(bc_run: TrainResult,
     with pytest.raises(ConfigError, match="init_from"):
         bc_config(init_from=str(bc_run.run_dir))
     assert not any((tmp_path / name).exists() for name in "abcdef")
+
+
+@pytest.mark.slow
+def test_dagger_round_records_with_the_learner_and_trains_on_all_rounds(tmp_path: Path) -> None:
+    config = bc_config(**{"bc.samples": 512, "bc.chunk_size": 256, "bc.epochs": 1, "bc.dagger_rounds": 1,
+                          "bc.dagger_samples": 256, "eval_every_steps": 0})
+    result = train(config, tmp_path / "dagger", progress_bar=False)
+    manifest = json.loads((result.run_dir / "expert_data" / "round_1" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["spec"]["round"] == 1 and manifest["spec"]["beta"] == 0.5
+    rows = _rows(result.run_dir / "metrics.jsonl")
+    assert [row["charts/expert_samples"] for row in rows if "charts/expert_samples" in row] == [512, 768]
+    # one epoch over round 0's training rows (410 -> 6 batches), then one over both rounds (666 -> 10)
+    assert result.num_timesteps == (6 + 10) * 64

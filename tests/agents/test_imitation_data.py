@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from drivelab.agents import TRAIN_SEED_LIMIT, ConfigError, load_policy
-from drivelab.agents.expert_data import RecordingSpec, chunk_env_seed, load, record
-from drivelab.agents.policies import IDMMobilPolicy
+from drivelab.agents.expert_data import ExpertData, RecordingSpec, chunk_env_seed, load, record
+from drivelab.agents.policies import IdlePolicy, IDMMobilPolicy
+from drivelab.agents.warm_start import discounted_returns
 
 ENV_ID = "drivelab/highway-fast-v0"
 CAMERA = {"width": 64, "height": 32, "metres_per_pixel": 1.0, "stack": 2}
@@ -92,3 +93,28 @@ def test_a_damaged_chunk_is_recorded_again_and_another_spec_is_refused(uninterru
         record(folder, RecordingSpec(**{**SPEC.__dict__, "seed": 9}), load_policy("baseline:idm", ENV_ID))
     with pytest.raises(ConfigError, match="training seed"):
         RecordingSpec(**{**SPEC.__dict__, "seed": TRAIN_SEED_LIMIT}).check()
+
+
+def test_dagger_recording_is_labelled_by_the_expert_and_reproducible(tmp_path: Path) -> None:
+    """A DAgger round: an always-idle learner drives half the time, the expert labels every row."""
+    spec = RecordingSpec(**{**SPEC.__dict__, "samples": 32, "round": 1, "beta": 0.5})
+    first = record(tmp_path / "a", spec, load_policy("baseline:idm", ENV_ID), learner=IdlePolicy())
+    again = record(tmp_path / "b", spec, load_policy("baseline:idm", ENV_ID), learner=IdlePolicy())
+    assert first["chunks"][0]["sha256"] == again["chunks"][0]["sha256"]
+    assert first["chunks"][0]["env_seed"] != chunk_env_seed(SPEC, 0)  # rounds draw other training seeds
+    labels = load(tmp_path / "a").actions
+    assert set(np.unique(labels)) != {1}  # the expert's labels, not the idle learner's actions
+    with pytest.raises(ConfigError, match="round 0"):
+        RecordingSpec(**{**SPEC.__dict__, "beta": 0.5}).check()
+
+
+def test_discounted_returns_match_the_closed_form() -> None:
+    """Two envs, time-major rows; env 0 ends at step 1, env 1 runs to the window's end."""
+    rewards = np.array([1.0, 2.0, 1.0, 2.0, 1.0, 2.0], np.float32)  # (T=3, B=2) flattened
+    ended = np.array([False, False, True, False, False, False])
+    window_end = np.array([False, False, False, False, True, True])
+    data = ExpertData(np.zeros((6, 1, 1, 1), np.uint8), np.zeros(6, np.int64), rewards, ended,
+                      np.zeros(6, bool), window_end=window_end, num_envs=2)
+    gamma = 0.5
+    expected = [1 + gamma * 1, 2 + gamma * 2 + gamma**2 * 2, 1, 2 + gamma * 2, 1, 2]
+    np.testing.assert_allclose(discounted_returns(data, gamma), expected)
