@@ -68,10 +68,10 @@ class PurePursuitDriver:
         others = s.present.copy()
         others[:, 0] = False
 
-        def blocked(lane: np.ndarray, behind_m: float, ahead_m: float) -> np.ndarray:
+        def blocked(lane: np.ndarray, behind_m: float, ahead_m: np.ndarray) -> np.ndarray:
             s_rel = self.lanes.local(s.x, s.y, np.broadcast_to(lane[:, None], s.x.shape))
             along, across = s_rel[0] - proj.s[:, :1], s_rel[1]
-            near = others & (np.abs(across) < 2.5) & (along > -behind_m) & (along < ahead_m)
+            near = others & (np.abs(across) < 2.5) & (along > -behind_m) & (along < ahead_m[:, None])
             return near.any(axis=1)
 
         ahead = blocked(ego_lane, 0.0, 8.0 + 2.0 * s.speed[:, 0])

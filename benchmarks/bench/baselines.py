@@ -41,6 +41,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--num-envs", type=int, default=8, help="envs stepped together (results do not depend on it)")
     parser.add_argument("--num-workers", type=int, default=None,
                         help="highway-env worker processes (default: one per core; parking runs in this process)")
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES),
+                        help="baselines to measure (rows of the others are kept from the previous file)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"folder for {NAME}.json/.md")
     parser.set_defaults(func=run)
 
@@ -79,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out, folder=True)
     path = args.out / f"{NAME}.json"
     previous = json.loads(path.read_text())["rows"] if path.is_file() else []
-    rows = [r for r in previous if r["env_id"] not in env_ids]
+    rows = [r for r in previous if r["env_id"] not in env_ids or r["policy"] not in args.policies]
     for env_id in env_ids:
-        for policy in POLICIES:
+        for policy in args.policies:
             row = measure(env_id, policy, args.episodes, args.num_envs, args.num_workers)
             rows.append(row)
             print(f"{env_id:<28} {row['driver']:<8} return {row['mean_return']:6.2f} "

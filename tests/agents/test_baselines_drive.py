@@ -18,15 +18,15 @@ def run(name: str, env_id: str, episodes: int, backend: str = "envpool", config:
     seeds = range(FIXED_SEEDS, FIXED_SEEDS + episodes)
     return evaluate(make_baseline(name, env_id, seed=0), env_id, seeds=seeds, num_envs=min(episodes, 8),
                     make_env=lambda n: de.make_vec(env_id, num_envs=n, backend=backend, observation="native",
-                                                   config=config, num_workers=0))
+                                                   config=config))
 
 
 def success(result) -> float:
     return float(result.metric("success").mean())
 
 
-@pytest.mark.parametrize("env_id", ["drivelab/merge-v0", "drivelab/roundabout-v0"])
-def test_idm_yields_and_beats_random_and_idle(env_id: str) -> None:
+def test_idm_yields_at_the_merge_and_beats_random_and_idle() -> None:
+    env_id = "drivelab/merge-v0"
     random, idle, idm = (run(name, env_id, 8) for name in ("random", "idle", "rules"))
     for other in (random, idle):
         assert idm.mean_return > other.mean_return
@@ -39,7 +39,7 @@ def test_idm_yields_and_beats_random_and_idle(env_id: str) -> None:
 
 def test_gap_acceptance_beats_random_at_the_intersection() -> None:
     env_id = "drivelab/intersection-v0"
-    random, gap = run("random", env_id, 8), run("gap", env_id, 8)
+    random, gap = run("random", env_id, 4), run("gap", env_id, 4)
     assert gap.crash_rate < random.crash_rate
     assert gap.mean_return > random.mean_return
 
@@ -53,15 +53,28 @@ def test_pursuit_keeps_the_racetrack() -> None:
 
 def test_parker_reaches_the_goal_more_often_than_random() -> None:
     env_id = "drivelab/parking-v0"
-    random, parker = run("random", env_id, 16), run("parker", env_id, 16)
-    assert success(parker) >= success(random) + 0.2
-    assert parker.mean_return > random.mean_return
+    random, parker = run("random", env_id, 8), run("parker", env_id, 8)
+    # Success is what counts: parking's return is a sum of negative rewards, so a random car
+    # that hits a wall early loses less than one that takes its time to park.
+    assert success(parker) >= success(random) + 0.25
+    assert parker.crash_rate <= random.crash_rate
+
+
+@pytest.mark.slow
+def test_idm_yields_at_the_roundabout() -> None:
+    # The reference backend: EnvPool's roundabout port starts every episode with the same traffic.
+    env_id = "drivelab/roundabout-v0"
+    random, idle, idm = (run(name, env_id, 16, "highway-env") for name in ("random", "idle", "idm"))
+    for other in (random, idle):
+        assert idm.mean_return > other.mean_return
+        assert idm.crash_rate < other.crash_rate
+        assert success(idm) > success(other)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("env_id", "driver"), [
     ("drivelab/roundabout-v0", "idm"), ("drivelab/merge-v0", "idm"), ("drivelab/intersection-v0", "gap"),
-    ("drivelab/u-turn-v0", "idm"), ("drivelab/exit-v0", "idm"),
+    ("drivelab/u-turn-v0", "idm"), ("drivelab/exit-v0", "idm"), ("drivelab/two-way-v0", "idm"),
 ])
 def test_drivers_beat_random_on_the_reference_backend(env_id: str, driver: str) -> None:
     random, rules = run("random", env_id, 16, "highway-env"), run(driver, env_id, 16, "highway-env")
