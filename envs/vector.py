@@ -170,8 +170,8 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
     # -- internals --------------------------------------------------------------------------
 
     def _read_objects(self, env_ids: np.ndarray) -> VehicleBatch:
-        # Road objects stay put within an episode, so they are read at resets only. The worker
-        # backend runs scenarios without objects and reads none.
+        # Road objects stay put within an episode, so they are read at resets only (every
+        # simulator reads them; one without ``objects`` draws none).
         if not hasattr(self.sim, "objects"):
             return VehicleBatch.empty(len(env_ids), 0)
         return self.sim.objects(env_ids)
