@@ -83,18 +83,21 @@ def leaderboard_md(ranked: Sequence[RankedEntry], notes_by_scenario: Notes) -> s
     return "\n".join(lines) + "\n"
 
 
-def _cell(items: Sequence[RankedEntry], with_driver: bool) -> str:
+def _cell(items: Sequence[RankedEntry], with_driver: bool, row_episodes: int) -> str:
     parts = []
     for item in items:
         stats, meta = item.stats, item.entry.metadata
         text = f"{stats.mean_return:.1f} / {stats.crash_rate:.0%} / {stats.success_rate:.0%}"
+        details = []
         if stats.num_runs > 1:
-            text += f" ({stats.num_runs} seeds)"
+            details.append(f"{stats.num_runs} seeds")
+        if stats.num_episodes // stats.num_runs != row_episodes:
+            details.append(f"{stats.num_episodes // stats.num_runs} episodes")
         if with_driver:
-            text += f" {_driver(item)}"
+            details.append(meta.algorithm.removeprefix("rules (").removesuffix(")"))
         elif meta.agent_name.startswith("zoo-"):
-            text += " (zoo)"
-        parts.append(text)
+            details.append("zoo")
+        parts.append(text + (f" ({', '.join(details)})" if details else ""))
     return "; ".join(parts) or "-"
 
 
@@ -102,21 +105,22 @@ def scenario_table_md(ranked: Sequence[RankedEntry], notes_by_scenario: Notes) -
     """One row per scenario: mean return / crash rate / success rate of each kind of agent."""
     header = "| scenario | episodes | " + " | ".join(KINDS) + " |"
     lines = [
-        "Mean return / crash rate / success rate on the protocol's held-out seeds (reference backend); "
-        "each scenario's full table, CIs and videos: LEADERBOARD.md and the HTML page "
-        "(`drivelab bench leaderboard`). `-`: not evaluated.",
+        "Mean return / crash rate / success rate on the protocol's held-out seeds (reference backend highway-env); "
+        "the rule-based cell names its driver. Each scenario's full table with CIs, the commands, and videos: "
+        "LEADERBOARD.md and the HTML page (`drivelab bench leaderboard`). `-`: not evaluated; "
+        "`failed`: could not be evaluated (LEADERBOARD.md says why).",
         "",
         header,
         "|---|---:|" + "---:|" * len(KINDS),
     ]
     for (env_id, _), items in groups(ranked):
         by_name = {item.entry.metadata.agent_name: item for item in items}
+        episodes = max(item.stats.num_episodes // item.stats.num_runs for item in items)
         cells = []
         for kind, names in KINDS.items():
             found = [by_name[name] for name in names if name in by_name]
             missing = [_not_evaluated(notes_by_scenario, env_id).get(name) for name in names if name not in by_name]
-            cell = _cell(found, kind == "rule-based driver")
-            cells.append("refused" if cell == "-" and any(missing) else cell)
-        episodes = sorted({item.stats.num_episodes // item.stats.num_runs for item in items})
-        lines.append(f"| {short_name(env_id)} | {'/'.join(map(str, episodes))} | " + " | ".join(cells) + " |")
+            cell = _cell(found, kind == "rule-based driver", episodes)
+            cells.append("failed" if cell == "-" and any(missing) else cell)
+        lines.append(f"| {short_name(env_id)} | {episodes} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
