@@ -1,12 +1,14 @@
 """`drivelab demo`: the main job end to end, through the same commands a user runs.
 
-1. the batched environments: the rule-based driver (IDM + MOBIL) on 64 envs with camera
+1. the batched environments: the scenario's rule-based driver on 64 envs with camera
    frames: throughput, episode metrics, a camera MP4 and a PNG of the frame stacks;
 2. `drivelab train`: a small PPO agent on camera frames;
 3. `drivelab eval --submit`: the agent and two baselines on held-out protocol seeds, into a
    leaderboard, with the agent's failed episodes replayed as MP4;
 4. `drivelab watch --record`: a video of the agent driving (the first protocol seed);
-5. `drivelab leaderboard`: the ranked table (and a static HTML page).
+5. the zoo: the trained agent shipped for the scenario (``zoo:ppo/<scenario>``), evaluated and
+   submitted beside the small one, and a video of it and of one other scenario's zoo agent;
+6. `drivelab leaderboard`: the ranked table (and a static HTML page).
 
 Everything goes under --out (default runs/demo); the demo replaces its own earlier output.
 Every argument is checked before any work starts.
@@ -23,11 +25,13 @@ from pathlib import Path
 import numpy as np
 
 import drivelab.envs as de
+from drivelab.agents import zoo
+from drivelab.agents.baselines import fitting_drivers, make_baseline
+from drivelab.agents.configs import scenario_name
 from drivelab.agents.protocol import PROTOCOL_SEED_BASE, TRAIN_SEED_LIMIT
 from drivelab.benchmarks.viewer.video import camera_to_rgb, upscale, write_mp4, write_png
 from drivelab.core.errors import ConfigError
 from drivelab.core.files import check_writable, ensure_dir, write_json_atomic
-from drivelab.envs.drivers import IDMMobilDriver
 
 Dispatch = Callable[[Sequence[str]], int]
 
@@ -76,14 +80,16 @@ def run_env_demo(env_id: str, num_envs: int, steps: int, seed: int, out: Path) -
                       camera={"color": "rgb", "ground_truth": True})
     try:
         print(f"{env_id}: backend {env.backend}, {num_envs} envs, camera {env.single_observation_space.shape}")
-        driver = IDMMobilDriver()
+        # the scenario's rule-based driver; random actions where none fits (intersection-v1)
+        policy = make_baseline("rules" if fitting_drivers(env_id) else "random", env_id, seed=seed)
+        policy.check_env(env)
         obs, _ = env.reset()
-        driver.reset(np.ones(num_envs, bool))
+        policy.reset(np.ones(num_envs, bool))
         video, episodes = [], []
         start = time.perf_counter()
         for _ in range(steps):
-            obs, _, terminated, truncated, infos = env.step(driver.act(env.vehicle_states()))
-            driver.reset(terminated | truncated)  # same-step autoreset: those envs start anew
+            obs, _, terminated, truncated, infos = env.step(policy.act(obs, env))
+            policy.reset(terminated | truncated)  # same-step autoreset: those envs start anew
             if "_driving" in infos:
                 episodes += [{k: v[i].item() for k, v in infos["driving"].items()}
                              for i in np.flatnonzero(infos["_driving"])]
@@ -93,7 +99,7 @@ def run_env_demo(env_id: str, num_envs: int, steps: int, seed: int, out: Path) -
     finally:
         env.close()
     print(f"throughput: {steps * num_envs / elapsed:,.0f} env-steps/s (camera, RGB, ground truth on, "
-          "rule-based driver)")
+          f"driver {policy.name})")
     if episodes:
         summary = {k: float(np.mean([e[k] for e in episodes])) for k in EPISODE_KEYS}
         print(f"{len(episodes)} episodes: " + ", ".join(f"{k} {v:.3g}" for k, v in summary.items()))
@@ -126,10 +132,33 @@ def _commands(args: argparse.Namespace, run_dir: Path, db: Path) -> list[tuple[s
         ("4. watch the agent drive (MP4)",
          ["watch", "--policy", str(run_dir), "--env", env, "--seed", str(PROTOCOL_SEED_BASE),
           "--record", str(out / "agent.mp4")]),
-        ("5. the leaderboard",
+        *_zoo_commands(args, db),
+        ("6. the leaderboard",
          ["leaderboard", "--db", str(db), "--format", "html", "--out", str(out / "leaderboard")]),
         (None, ["leaderboard", "--db", str(db), "--format", "table"]),
     ]
+
+
+def _zoo_commands(args: argparse.Namespace, db: Path) -> list[tuple[str | None, list[str]]]:
+    """Step 5: the zoo's agent for the demo's scenario (if shipped) and one other scenario's."""
+    shipped = {agent.scenario: agent for agent in zoo.agents() if agent.algo == "ppo"}
+    scenario = scenario_name(args.env)
+    commands: list[tuple[str | None, list[str]]] = []
+    if scenario in shipped:
+        label = shipped[scenario].label
+        commands += [
+            (f"5. the zoo's trained agent ({label}): evaluate, submit, watch",
+             ["eval", "--policy", label, "--env", args.env, "--episodes", str(args.episodes), "--submit",
+              "--name", f"zoo-ppo-{scenario}", "--db", str(db)]),
+            (None, ["watch", "--policy", label, "--seed", str(PROTOCOL_SEED_BASE),
+                    "--record", str(args.out / f"zoo-{scenario}.mp4")]),
+        ]
+    other = next((agent for name, agent in sorted(shipped.items()) if name != scenario), None)
+    if other is not None:
+        commands.append((None if commands else f"5. the zoo's trained agent ({other.label})",
+                         ["watch", "--policy", other.label, "--seed", str(PROTOCOL_SEED_BASE),
+                          "--record", str(args.out / f"zoo-{other.scenario}.mp4")]))
+    return commands
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import imageio.v2 as imageio
 import numpy as np
 
 import drivelab.envs as de
-from drivelab.agents import env_kwargs_from_spec, load_policy
+from drivelab.agents import env_kwargs_from_spec, load_policy, zoo
 from drivelab.benchmarks import cli
 from drivelab.benchmarks.leaderboard import Leaderboard
 
@@ -29,12 +29,14 @@ def test_full_demo_pipeline_on_a_tiny_budget(tmp_path, capsys):
     status = cli.main(["demo", "--out", str(tmp_path), "--train-steps", "2048", "--episodes", "3"])
     assert status == 0
     out = capsys.readouterr().out
-    for name in ("demo-ppo", "idm", "idle"):
+    shipped = sorted(agent.scenario for agent in zoo.agents() if agent.algo == "ppo")
+    expected = {"demo-ppo", "idm", "idle"} | ({"zoo-ppo-highway-fast"} if "highway-fast" in shipped else set())
+    for name in expected:
         assert name in out  # every entry is on the printed leaderboard
     # every entry is on the board with 3 evaluated episodes and finite returns
     with Leaderboard(tmp_path / "leaderboard.db") as board:
         entries = {entry.metadata.agent_name: entry for entry in board.entries()}
-    assert set(entries) == {"demo-ppo", "idm", "idle"}
+    assert set(entries) == expected
     for entry in entries.values():
         (run,) = entry.runs
         assert len(run.episodes) == 3 and all(math.isfinite(e.episode_return) for e in run.episodes)
@@ -50,4 +52,7 @@ def test_full_demo_pipeline_on_a_tiny_budget(tmp_path, capsys):
         env.close()
     assert len(imageio.mimread(tmp_path / "agent.mp4", memtest=False)) > 10
     assert (tmp_path / "leaderboard" / "index.html").exists()
+    watched = [s for s in shipped if s == "highway-fast"] + [s for s in shipped if s != "highway-fast"][:1]
+    for scenario in watched:  # the zoo's highway-fast agent and one other scenario's
+        assert len(imageio.mimread(tmp_path / f"zoo-{scenario}.mp4", memtest=False)) > 10
     assert (tmp_path / "failures" / "failures.json").exists()
