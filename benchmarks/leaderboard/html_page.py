@@ -42,8 +42,8 @@ STYLE = (
     "body{font-family:sans-serif;margin:12px}table{border-collapse:collapse;font-size:13px}"
     "td,th{border:1px solid #ccc;padding:2px 6px}nav button{font-size:14px;margin:0 4px 4px 0;padding:4px 10px}"
     "nav button.on{background:#246;color:#fff}.entry{display:inline-block;vertical-align:top;margin:8px;"
-    "padding:6px;border:1px solid #ddd;width:600px}.clips{display:flex;gap:8px}.clip{width:290px;font-size:13px}"
-    "video{width:290px;background:#000}"
+    "padding:6px;border:1px solid #ddd;width:576px}.clips{display:flex;gap:8px}.clip{width:280px;font-size:13px}"
+    "video{width:280px;background:#000}"
 )
 SCRIPT = """
 for (const video of document.querySelectorAll('video')) {
