@@ -23,8 +23,9 @@ YIELD_CONFIGS: dict[str, YieldConfig] = {
                                 conflict_box=(-5.0, 5.0, -5.0, 5.0), box_margin_s=0.3),
     # Head right for the exit lane.
     "exit": YieldConfig((18.0, 24.0, 30.0), horizon_s=3.0, preferred_lane=-1),
-    # The passing lane is the oncoming traffic's: never overtake, follow in the own lane.
-    "two-way": YieldConfig(_DEFAULT_SPEEDS, horizon_s=4.0, lane_changes=False),
+    # Slower leaders cannot be followed (20 m/s is the slowest target speed): pass them in the
+    # oncoming lane only while the plan there stays clear of oncoming traffic, and go back right.
+    "two-way": YieldConfig(_DEFAULT_SPEEDS, horizon_s=5.0, preferred_lane=1),
     # The left lane pays: keep it where safe.
     "u-turn": YieldConfig((8.0, 16.0, 24.0), horizon_s=4.0, preferred_lane=0),
 }
