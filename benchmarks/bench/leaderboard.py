@@ -42,6 +42,7 @@ from drivelab.benchmarks.bench.leaderboard_tables import (
     short_name,
 )
 from drivelab.benchmarks.leaderboard import pages, submit
+from drivelab.benchmarks.leaderboard.database import parse_location
 from drivelab.benchmarks.leaderboard.store import Leaderboard, LeaderboardError, check_board_path
 from drivelab.core.errors import ConfigError, DrivelabError, OutputPathError
 from drivelab.core.files import check_writable, write_json_atomic, write_text_atomic
@@ -80,8 +81,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--episodes", type=int, default=100, help="episodes per run (default %(default)s)")
     parser.add_argument("--num-envs", type=int, default=8,
                         help="envs stepped together; does not change results (default %(default)s)")
-    parser.add_argument("--db", type=Path, default=Path("runs/leaderboard.db"),
-                        help="leaderboard SQLite file (default %(default)s)")
+    parser.add_argument("--db", type=parse_location, default=Path("runs/leaderboard.db"),
+                        help="leaderboard: an SQLite file or a postgresql:// URL (default %(default)s)")
     parser.add_argument("--videos", type=Path, default=Path("runs/failures"),
                         help="failure videos of trained agents go to VIDEOS/SCENARIO/ALGO (default %(default)s)")
     parser.add_argument("--examples", type=Path, default=RESULTS / "videos",

@@ -78,7 +78,7 @@ class SubmitOutcome:
     """What ``evaluate_and_submit`` did."""
 
     entry_id: int
-    db: Path
+    db: str  # the board as shown: a path, or a URL with its password masked
     metadata: EntryMetadata
     evaluation: Evaluation
     previous: StoredEntry | None  # the entry this submission replaced (same identity), if any
@@ -340,7 +340,8 @@ def evaluate_and_submit(
     ]
     with Leaderboard(db) as board:
         stored = board.submit(metadata, runs)
-    return SubmitOutcome(stored.entry_id, Path(db), metadata, evaluation, stored.previous)
+        location = board.location
+    return SubmitOutcome(stored.entry_id, location, metadata, evaluation, stored.previous)
 
 
 # --- Metadata -------------------------------------------------------------------------------

@@ -230,7 +230,7 @@ def test_leaderboard_script_evaluates_only_the_agents_asked_for(tmp_path):
     args = build_parser(["bench", "leaderboard"]).parse_args(
         ["bench", "leaderboard", "--runs", str(tmp_path / "runs"), "--db", str(tmp_path / "lb.db"),
          "--agents", "idm", "dqn"])  # fmt: skip
-    planned = plan_entries(args.agents, args.runs, args.env, args.videos)
+    planned = plan_entries(args.agents, args.runs, HIGHWAY, args.videos)
     assert [entry.name for entry in planned] == ["idm", "dqn-camera"]
     assert planned[0].policies == ("baseline:idm",) and planned[0].record_failures is None
     assert planned[1].policies == (str(run_dir),) and planned[1].algorithm == "dqn"

@@ -111,8 +111,6 @@ def test_eval_submits_to_postgresql_and_leaderboard_reads_it(postgres_server, fa
     assert SECRET not in repr(entry)  # the URL is never stored in the board
 
 
-@pytest.mark.xfail(reason="submit.py keeps SubmitOutcome.db = Path(db) and prints it, password included; "
-                   "it should print Leaderboard.location (reported to submit.py's owner)", strict=False)  # fmt: skip
 def test_eval_never_prints_the_password(postgres_server, fake_envs, capsys):
     url = postgres_server.create_database().replace("drivelab@", f"drivelab:{SECRET}@")
     argv = ["eval", "--policy", "baseline:idle", "--env", ENV_ID, "--episodes", "3", "--submit", "--name", "idle",
