@@ -29,7 +29,7 @@ from drivelab.benchmarks.viewer.episode import watch_episode
 from drivelab.benchmarks.viewer.video import write_mp4
 from drivelab.core import provenance
 from drivelab.core.errors import ConfigError
-from drivelab.core.files import atomic_dir, write_json_atomic, write_text_atomic
+from drivelab.core.files import atomic_dir, check_writable, write_json_atomic, write_text_atomic
 
 MAX_WEIGHTS_BYTES = 2 * 1024 * 1024  # one zoo agent; the whole zoo stays under ~40 MB
 VIDEO_MAX_WIDTH = 480  # px: a model card's clip, not a recording
@@ -39,6 +39,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     if command == "zoo list":
         parser.add_argument("--format", choices=("table", "markdown", "json"), default="table")
         parser.add_argument("--zoo-dir", type=Path, default=None, help="zoo folder (default: the package's)")
+        parser.add_argument("--out", type=Path, default=None,
+                            help="also write the Markdown table here (README's copy: benchmarks/results/zoo.md)")
         parser.set_defaults(func=run_list)
         return
     parser.add_argument("policy", help="run folder (its best/ export) or export folder to add")
@@ -80,7 +82,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_writable(args.out)
     rows = [_row(agent) for agent in zoo.agents(args.zoo_dir)]
+    if args.out is not None:
+        write_text_atomic(args.out, "`drivelab zoo list --out " + str(args.out) + "`; each agent's model card is "
+                          "agents/zoo/ALGO/SCENARIO/README.md.\n\n" + markdown_table(rows) + "\n")
     if args.format == "json":
         print(json.dumps(rows, indent=2))
     elif args.format == "markdown":
