@@ -102,8 +102,13 @@ def write_comparison(prepared: Prepared, study: Any, results: Path, episodes: in
     """Evaluate base and best on the protocol; write ``results`` (.json), its .md and the plots beside it."""
     check_writable(results)
     base, best = compared_trials(study)
+    label = "tuned (best trial)"
+    if best.number == base.number:  # nothing beat the base: check the runner-up, so the table still says why
+        others = sorted((t for t in study.trials if t.state.name == "COMPLETE" and t.number != base.number),
+                        key=lambda t: t.value, reverse=True)
+        best, label = (others[0], "best other trial (the base was best)") if others else (base, label)
     rows = [_row("base (shipped hyperparameters)", base, prepared, episodes, backend)]
-    rows.append(_row("tuned (best trial)", best, prepared, episodes, backend) if best.number != base.number
+    rows.append(_row(label, best, prepared, episodes, backend) if best.number != base.number
                 else {**rows[0], "config": "tuned (best trial) = base"})
     config = prepared.base
     payload = {
