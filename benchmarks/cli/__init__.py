@@ -62,6 +62,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("bench train-speed", f"{_BENCH}.train_speed", "training throughput: drivelab PPO vs SB3 + highway-env"),
     Command("bench eval", f"{_BENCH}.eval", "evaluation speed and backend consistency of one policy"),
     Command("bench rl", f"{_BENCH}.rl", "train a suite of agents (scenario x algorithm x seed) and report"),
+    Command("bench baselines", f"{_BENCH}.baselines", "random, idle and the rule-based drivers on every scenario"),
     Command("bench leaderboard", f"{_BENCH}.leaderboard", "evaluate the benchmark's agents and write LEADERBOARD.md"),
     Command("bench perception", f"{_BENCH}.perception", "detector AP, classifier F1/accuracy, inference speed"),
     Command("bench pretrained", f"{_BENCH}.pretrained", "PPO with a pretrained perception encoder vs random init"),

@@ -57,9 +57,9 @@ def test_random_is_seeded() -> None:
 
 
 def test_idle_and_registry() -> None:
-    assert set(BASELINES) == {"random", "idle", "idm"}
+    assert set(BASELINES) == {"random", "idle", "idm", "gap", "pursuit", "parker", "rules"}
     np.testing.assert_array_equal(make_baseline("idle", ENV_ID).act(np.zeros((3, 1))), [IDLE] * 3)
-    with pytest.raises(ConfigError, match="Valid baselines: random, idle, idm"):
+    with pytest.raises(ConfigError, match="Valid baselines: random, idle, idm, gap, pursuit, parker, rules"):
         make_baseline("mpc")
 
 
@@ -85,7 +85,7 @@ def test_idm_needs_vehicle_states() -> None:
 
 def test_deterministic_is_part_of_every_policy() -> None:
     observation = np.zeros((4, 2), np.float32)
-    for name in BASELINES:
+    for name in ("random", "idle", "idm"):  # the ones that fit highway-fast
         policy = make_baseline(name, ENV_ID)
         if name == "idm":
             continue  # reads vehicle states: covered by the decisions above
