@@ -324,7 +324,7 @@ class PeriodicEvalCallback(EveryNStepsCallback):
         self._last_step = -1
 
     def _on_training_end(self) -> None:
-        if self._last_step != self.num_timesteps and not self.skip_final():
+        if self._last_step != self.num_timesteps and not self.skip_final() and not self.stopped_by_hook:
             self.run()
 
     def run(self) -> None:

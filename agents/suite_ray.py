@@ -174,7 +174,7 @@ class _Attempt:
     errors: list[str] = field(default_factory=list)
 
 
-def _connect(address: str) -> Callable[[], None]:
+def connect(address: str) -> Callable[[], None]:
     """Connect to (or, for ``local``, start) a Ray cluster; returns how to disconnect."""
     import ray
 
@@ -276,7 +276,7 @@ def run_suite_ray(
     runs_dir = check_writable(Path(suite.runs_dir).resolve(), folder=True)
     planned = [SuiteRun(r.scenario, r.algo, r.seed, r.config, runs_dir / r.run_dir.name) for r in plan(suite)]
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    disconnect = _connect(address)
+    disconnect = connect(address)
     try:
         import ray
 

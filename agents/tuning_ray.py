@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from drivelab.agents.suite_ray import _connect
+from drivelab.agents.suite_ray import connect
 from drivelab.agents.tuning import Prepared, optimize
 from drivelab.core.errors import DrivelabError
 
@@ -50,7 +50,7 @@ def run_on_ray(prepared: Prepared, address: str, tasks: int, threads: int | None
     prepared = _absolute(prepared)
     trials = prepared.settings.trials
     shares = [trials // tasks + (i < trials % tasks) for i in range(tasks)]
-    disconnect = _connect(address)
+    disconnect = connect(address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(_trials_task)
         refs = [remote.remote(prepared, share, i, threads) for i, share in enumerate(shares) if share]
