@@ -213,9 +213,11 @@ def _spread(values: np.ndarray) -> float:
 
 
 def rl_report(db: Path, env_id: str) -> dict[str, Any]:
-    """Per training seed and across seeds: mean return and crash rate of the trained agents."""
+    """Per training seed and across seeds: mean return and crash rate of the suite's trained agents
+    (the zoo's shipped agents have their own model cards and are left out)."""
     with Leaderboard(db, readonly=True) as board:
-        entries = [e for e in board.entries(env_id=env_id) if e.metadata.algorithm in ALGOS]
+        entries = [e for e in board.entries(env_id=env_id)
+                   if e.metadata.algorithm in ALGOS and not e.metadata.agent_name.startswith("zoo-")]
     agents = []
     for entry in entries:
         runs = []
