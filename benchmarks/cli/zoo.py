@@ -16,9 +16,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
 from drivelab.agents import env_kwargs_from_spec, load_policy, zoo
 from drivelab.agents.configs import scenario_name
 from drivelab.agents.evaluation import evaluate
@@ -26,7 +23,7 @@ from drivelab.agents.protocol import DEFAULT_PROTOCOL, load_protocol
 from drivelab.agents.spec import read_spec
 from drivelab.benchmarks.leaderboard.stats import entry_stats
 from drivelab.benchmarks.viewer.episode import watch_episode
-from drivelab.benchmarks.viewer.video import write_mp4
+from drivelab.benchmarks.viewer.video import shrink_clip, write_mp4
 from drivelab.core import provenance
 from drivelab.core.errors import ConfigError
 from drivelab.core.files import atomic_dir, check_writable, write_json_atomic, write_text_atomic
@@ -120,15 +117,6 @@ def _training_record(export_folder: Path) -> dict[str, Any]:
     return record
 
 
-def _small_frames(frames: list[np.ndarray]) -> list[np.ndarray]:
-    height, width = frames[0].shape[:2]
-    if width <= VIDEO_MAX_WIDTH:
-        return frames
-    scale = VIDEO_MAX_WIDTH / width
-    size = (VIDEO_MAX_WIDTH, int(round(height * scale / 2)) * 2)  # even sizes for H.264
-    return [cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in frames]
-
-
 def model_card(card: dict[str, Any]) -> str:
     m, t = card["metrics"], card["training"]
     lines = [
@@ -206,7 +194,8 @@ def run_add(args: argparse.Namespace) -> int:
         shutil.copyfile(weights, staging / spec["weights"])
         write_json_atomic(staging / zoo.CARD_JSON, card)
         write_text_atomic(staging / "README.md", model_card(card))
-        write_mp4(staging / "episode.mp4", _small_frames(episode.frames), fps=episode.fps)
+        write_mp4(staging / "episode.mp4", shrink_clip(episode.frames, VIDEO_MAX_WIDTH, len(episode.frames)),
+                  fps=episode.fps)
     print(f"added {card['label']}: return {_with_ci(stats.mean_return, card['metrics']['mean_return_ci'])}, "
           f"crashes {_percent(stats.crash_rate)} over {stats.num_episodes} protocol episodes -> {folder}")
     return 0

@@ -31,7 +31,7 @@ def test_add_writes_export_card_and_video(zoo_dir, ppo_run):
     low, high = card["metrics"]["mean_return_ci"]
     assert low <= card["metrics"]["mean_return"] <= high
     spec = json.loads((agent / "policy.json").read_text())
-    assert card["num_timesteps"] == spec["num_timesteps"] == ppo_run.num_timesteps
+    assert card["num_timesteps"] == spec["num_timesteps"] <= ppo_run.num_timesteps  # the best checkpoint's step
     assert card["weights_sha256"] == spec["weights_sha256"]
     assert "zoo:ppo/highway-fast" in (agent / "README.md").read_text()
     frame = next(iter(iio.imiter(agent / "episode.mp4")))
