@@ -34,7 +34,8 @@ VIDEO_MAX_WIDTH = 480  # px: a model card's clip, not a recording
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
     if command == "zoo list":
-        parser.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+        parser.add_argument("--format", choices=("table", "markdown", "json"), default="table",
+                            help="terminal table, Markdown or JSON (default %(default)s)")
         parser.add_argument("--zoo-dir", type=Path, default=None, help="zoo folder (default: the package's)")
         parser.add_argument("--out", type=Path, default=None,
                             help="also write the Markdown table here (README's copy: benchmarks/results/zoo.md)")
