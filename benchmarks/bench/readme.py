@@ -82,8 +82,10 @@ def update(readme: Path, results: Path) -> list[str]:
         body = table_for(name, results)
         if body is None:
             continue
-        pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)", re.S)
-        text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
+        # The block between the markers may be empty (a table added to README before its first run).
+        marker = re.escape(name)
+        pattern = re.compile(rf"(<!-- table:{marker} -->\n)(?:.*?\n)?(<!-- /table:{marker} -->)", re.S)
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), text)
         updated.append(name)
     write_text_atomic(readme, text)
     return updated
