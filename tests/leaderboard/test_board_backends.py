@@ -15,7 +15,7 @@ import os
 import sqlite3
 
 import pytest
-from board_samples import ENV_ID, make_episodes, make_metadata, run
+from board_samples import ENV_ID, V1_TABLES, make_episodes, make_metadata, run
 
 from drivelab.benchmarks.leaderboard.database import is_url
 from drivelab.benchmarks.leaderboard.postgres import VERSION_TABLE, postgres_ddl
@@ -143,29 +143,7 @@ def test_a_database_that_is_not_a_board_is_refused_untouched(board_db):
 
 # --- Migration of a schema-1 board ----------------------------------------------------------
 
-_V1_SCHEMA = """
-CREATE TABLE entries (
-    id INTEGER PRIMARY KEY, env_id TEXT NOT NULL, protocol_version TEXT NOT NULL,
-    policy_sha256 TEXT NOT NULL, submitter TEXT NOT NULL, agent_name TEXT NOT NULL,
-    algorithm TEXT NOT NULL, backend TEXT NOT NULL, config_hash TEXT NOT NULL,
-    config_json TEXT NOT NULL, package_versions_json TEXT NOT NULL, git_commit TEXT NOT NULL,
-    training_steps INTEGER, training_wall_s REAL, hardware TEXT NOT NULL,
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-    UNIQUE (policy_sha256, protocol_version, env_id)
-);
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY, entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
-    run_index INTEGER NOT NULL, policy_sha256 TEXT NOT NULL, policy_label TEXT NOT NULL,
-    training_seed INTEGER, UNIQUE (entry_id, run_index)
-);
-CREATE TABLE episodes (
-    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    episode_index INTEGER NOT NULL, seed INTEGER NOT NULL, episode_return REAL,
-    length INTEGER NOT NULL, crashed INTEGER NOT NULL, success INTEGER NOT NULL, mean_speed REAL,
-    distance_m REAL, lane_changes INTEGER NOT NULL, right_lane_share REAL, on_road_share REAL,
-    max_abs_jerk REAL, failed INTEGER NOT NULL, video_path TEXT, UNIQUE (run_id, episode_index)
-)
-"""
+_V1_SCHEMA = V1_TABLES
 
 
 def _v1_board(db: str, rows) -> None:
