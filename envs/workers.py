@@ -2,9 +2,7 @@
 
 highway-env steps one env at a time in Python; exit, two-way, u-turn and lane-keeping have no
 EnvPool port. Here the B envs are split into ``num_workers`` contiguous shards, each a
-``HighwayEnvSimulator`` in its own fresh interpreter (never forked: highway-env, pygame and
-numba state must not be copied mid-use; and unlike multiprocessing's ``spawn`` the caller's
-``__main__`` is not re-run, so scripts need no ``if __name__ == "__main__"`` guard).
+``HighwayEnvSimulator`` in its own fresh interpreter (``drivelab.envs.processes``).
 
 One step is one round trip: the parent sends every worker its actions; each worker steps its
 envs, reads their vehicle states, and at once resets the envs that finished (computing their
@@ -17,33 +15,25 @@ time-to-collision grids) against milliseconds of highway-env work per env, so sh
 would save nothing measurable; camera frames are drawn in the parent by ``DrivingVectorEnv``.
 
 Workers exit on ``close()``, when the simulator is garbage collected or the interpreter exits,
-and when the parent dies (their socket reads end-of-file). A worker that dies or stops
-answering raises ``WorkerError`` naming it, never a hang.
+and when the parent dies. A worker that dies or stops answering raises ``WorkerError`` naming
+it, never a hang (``ProcessGroup``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import pickle
-import signal
-import socket
 import subprocess
-import sys
-import time
-import traceback
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import numpy as np
 from gymnasium.vector.utils import create_empty_array
 
 from drivelab.envs.backends import HighwayEnvSimulator
-from drivelab.envs.errors import ConfigError, WorkerError
+from drivelab.envs.errors import ConfigError
+from drivelab.envs.processes import DEFAULT_TIMEOUT_S, ProcessGroup, usable_cpus
 from drivelab.envs.road import RoadRaster, network_signature
 from drivelab.envs.scenarios import Scenario
 from drivelab.envs.states import VehicleBatch, replace_rows
@@ -52,17 +42,9 @@ log = logging.getLogger(__name__)
 
 MAX_NUM_WORKERS = 64
 DEFAULT_MAX_WORKERS = 16  # each worker is an interpreter with highway-env, ~200 MB resident
-DEFAULT_TIMEOUT_S = 300.0  # longest wait for one reply: a big shard on a loaded machine, not a hang
-_CLOSE_TIMEOUT_S = 5.0
 _StatesKey = tuple[str, float | None]  # (detail, view_m) of a states() request
 _Extras = tuple[bool, bool]  # whether reset replies carry (road network keys, road objects)
 
-
-def usable_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def resolve_num_workers(
@@ -120,11 +102,14 @@ def network_digest(network) -> bytes:
 class _Shard:
     """What one worker process runs: a ``HighwayEnvSimulator`` over its envs, answering commands."""
 
+    COMMANDS = ("reset", "step", "states", "success", "digests", "objects", "raster")
+
     def __init__(self, scenario: Scenario, num_envs: int, config: dict[str, Any]) -> None:
         self.sim = HighwayEnvSimulator(scenario, num_envs, config)
         self.all = np.arange(num_envs)
 
-    def spaces(self) -> tuple[Any, Any, float]:
+    def hello(self) -> tuple[Any, Any, float]:
+        """The spaces and step length, sent once the shard is built."""
         return self.sim.single_observation_space, self.sim.single_action_space, self.sim.dt
 
     def _digests(self, env_ids: np.ndarray) -> list[bytes]:
@@ -181,66 +166,6 @@ class _Shard:
         self.sim.close()
 
 
-_COMMANDS = ("spaces", "reset", "step", "states", "success", "digests", "objects", "raster")
-
-
-def _error_reply(error: BaseException) -> tuple[str, Any]:
-    text = traceback.format_exc()
-    try:
-        pickle.dumps(error)
-    except Exception:  # noqa: BLE001 - an exception that cannot travel is sent as text
-        error = RuntimeError(f"{type(error).__name__}: {error}")
-    return "error", (error, text)
-
-
-def worker_main() -> None:
-    """Body of a worker process (``python -c ... <socket fd>``): build the shard, answer until closed."""
-    # Ctrl-C reaches the whole process group: the parent handles it and closes the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(int(sys.argv[1]))
-    shard = None
-    try:
-        scenario, num_envs, config = conn.recv()
-        shard = _Shard(scenario, num_envs, config)
-        conn.send(("ok", shard.spaces()))
-        while True:
-            try:
-                command, args = conn.recv()
-            except (EOFError, OSError):  # the parent is gone
-                return
-            if command == "close":
-                return
-            try:
-                reply = ("ok", getattr(shard, command)(*args)) if command in _COMMANDS else (
-                    "error", (RuntimeError(f"unknown worker command {command!r}"), ""))
-            except Exception as error:  # noqa: BLE001 - reported to the parent, which re-raises it
-                reply = _error_reply(error)
-            try:
-                conn.send(reply)
-            except OSError:  # the parent is gone
-                return
-    except Exception as error:  # noqa: BLE001 - the shard could not be built
-        try:
-            conn.send(_error_reply(error))
-        except (OSError, ValueError):
-            pass
-    finally:
-        if shard is not None:
-            shard.close()
-        conn.close()
-
-
-# -- the parent side ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Worker:
-    index: int
-    process: subprocess.Popen
-    conn: Connection
-    env_ids: np.ndarray  # the global ids of its envs, in order
-
-
 @dataclass
 class _PendingReset:
     """Envs the workers reset in the step's round trip, not yet handed to the caller."""
@@ -252,42 +177,6 @@ class _PendingReset:
     states: dict[_StatesKey, VehicleBatch] = field(default_factory=dict)
     digests: list[bytes] | None = None
     objects: VehicleBatch | None = None  # their road objects, once the caller reads objects
-
-
-_WORKER_COMMAND = "from drivelab.envs.workers import worker_main; worker_main()"
-
-
-def _start_worker(index: int, scenario: Scenario, env_ids: np.ndarray, config: dict[str, Any]) -> _Worker:
-    """Start one worker interpreter with the caller's import path, connected by a socket pair."""
-    parent_end, child_end = socket.socketpair()
-    with child_end:
-        environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_COMMAND, str(child_end.fileno())],
-            pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL, env=environment,
-        )
-    # Only the worker holds the other end now: its death reads as end-of-file here.
-    conn = Connection(parent_end.detach())
-    conn.send((scenario, len(env_ids), config))
-    return _Worker(index, process, conn, env_ids)
-
-
-def _shut_down(workers: list[_Worker], graceful: bool = True) -> None:
-    """Ask every worker to exit (or kill it), then make sure it did; safe to call twice."""
-    for worker in workers:
-        try:
-            worker.conn.send(("close", ())) if graceful else worker.process.kill()
-        except (OSError, ValueError):
-            pass
-    deadline = time.monotonic() + _CLOSE_TIMEOUT_S
-    for worker in workers:
-        try:
-            worker.process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait(_CLOSE_TIMEOUT_S)
-        worker.conn.close()
-    workers.clear()
 
 
 def _pick(values: Sequence, positions: np.ndarray) -> Sequence:
@@ -339,20 +228,15 @@ class WorkerSimulator:
         self.config = config
         self.num_envs = num_envs
         self.num_workers = max(1, min(int(num_workers), num_envs))
-        self.timeout_s = timeout_s
-        self._workers: list[_Worker] = []
-        self._finalizer = weakref.finalize(self, _shut_down, self._workers)
-        self._broken: str | None = None
         shards = np.array_split(np.arange(num_envs), self.num_workers)
+        self._shards = shards  # the global ids of each worker's envs, in order
         self._worker_of = np.concatenate([np.full(len(ids), w) for w, ids in enumerate(shards)])  # (B,)
         self._local = np.concatenate([np.arange(len(ids)) for ids in shards])  # (B,) index within its worker
-        try:
-            for index, env_ids in enumerate(shards):
-                self._workers.append(_start_worker(index, scenario, env_ids, dict(config)))
-            spaces = self._gather(range(self.num_workers), "start")
-        except BaseException:
-            self.close()
-            raise
+        self._group = ProcessGroup(
+            "drivelab.envs.workers:_Shard", [(scenario, len(ids), dict(config)) for ids in shards],
+            label=scenario.env_id, timeout_s=timeout_s,
+        )
+        spaces = self._group.hellos
         self.single_observation_space, self.single_action_space, self.dt = spaces[0]
         log.info("highway-env: %d envs of %s in %d worker processes", num_envs, scenario.env_id, self.num_workers)
         self._all = np.arange(num_envs)
@@ -420,15 +304,15 @@ class WorkerSimulator:
         self._asked = []
         self._ready = []
         wants = list(self._wants)
-        replies = self._call({
-            w.index: ("step", (actions[w.env_ids], wants, self._extras())) for w in self._workers
+        groups = dict(enumerate(self._shards))
+        replies = self._group.call({
+            w: ("step", (actions[ids], wants, self._extras())) for w, ids in groups.items()
         }, "step")
-        groups = {w.index: w.env_ids for w in self._workers}
         obs = create_empty_array(self.single_observation_space, self.num_envs)
         for w, pos in groups.items():
             _assign(obs, pos, replies[w]["obs"])
         rewards, terminated, truncated = (
-            np.concatenate([replies[w.index][name] for w in self._workers])
+            np.concatenate([replies[w][name] for w in groups])
             for name in ("rewards", "terminated", "truncated")
         )
         for key in wants:
@@ -493,7 +377,21 @@ class WorkerSimulator:
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""
-        self._finalizer()
+        self._group.close()
+
+    @property
+    def processes(self) -> list[subprocess.Popen]:
+        """The worker processes, in worker order (empty once closed)."""
+        return self._group.processes
+
+    @property
+    def timeout_s(self) -> float:
+        """Longest wait for one worker's reply before ``WorkerError``."""
+        return self._group.timeout_s
+
+    @timeout_s.setter
+    def timeout_s(self, value: float) -> None:
+        self._group.timeout_s = value
 
     # -- internals --------------------------------------------------------------------------
 
@@ -507,7 +405,7 @@ class WorkerSimulator:
             w: (command, (self._local[env_ids[pos]], *(_pick(values, pos) for values in per_env), *shared))
             for w, pos in groups.items()
         }
-        return groups, self._call(messages, command)
+        return groups, self._group.call(messages, command)
 
     def _merge_states(self, groups: dict[int, np.ndarray], parts: dict[int, VehicleBatch]) -> VehicleBatch:
         """One batch from the workers' batches, padded to the most vehicles, as one process reads it."""
@@ -534,7 +432,7 @@ class WorkerSimulator:
 
     def _collect_resets(self, replies: dict[int, dict], wants: list[_StatesKey]) -> _PendingReset | None:
         done_by_worker = {
-            w: self._workers[w].env_ids[replies[w]["done"]] for w in sorted(replies) if "done" in replies[w]
+            w: self._shards[w][replies[w]["done"]] for w in sorted(replies) if "done" in replies[w]
         }
         if not done_by_worker:
             return None
@@ -560,64 +458,3 @@ class WorkerSimulator:
 
     def _extras(self) -> _Extras:
         return self._want_digests, self._want_objects
-
-    def _call(self, messages: dict[int, tuple[str, tuple]], what: str) -> dict[int, Any]:
-        """Send each worker its message, then wait for every reply (one round trip)."""
-        if self._broken is not None:
-            raise WorkerError(self._broken)
-        if not self._workers:
-            raise WorkerError("this simulator's workers were closed; make a new env")
-        for w, message in messages.items():
-            try:
-                self._workers[w].conn.send(message)
-            except (OSError, ValueError):
-                raise self._fail(w, what) from None
-        return self._gather(messages, what)
-
-    def _gather(self, indices, what: str) -> dict[int, Any]:
-        """Every listed worker's reply; a worker's death reads as end-of-file on its socket."""
-        waiting = {self._workers[w].conn: w for w in indices}
-        replies: dict[int, Any] = {}
-        errors: list[tuple[int, BaseException, str]] = []
-        deadline = time.monotonic() + self.timeout_s
-        while waiting:
-            ready = wait(list(waiting), max(0.0, deadline - time.monotonic()))
-            if not ready:
-                late = min(waiting.values())
-                self._broken = (
-                    f"drivelab worker {late} (pid {self._workers[late].process.pid}) of {self.scenario.env_id} "
-                    f"did not answer {what} within {self.timeout_s:g} s (stuck, or starved of CPU); "
-                    "its envs are lost: make a new env"
-                )
-                _shut_down(self._workers, graceful=False)
-                raise WorkerError(self._broken)
-            for conn in ready:
-                w = waiting.pop(conn)
-                try:
-                    status, payload = conn.recv()
-                except (EOFError, OSError):
-                    raise self._fail(w, what) from None
-                if status == "ok":
-                    replies[w] = payload
-                else:
-                    errors.append((w, *payload))
-        if errors:  # raised once every reply is in, so the next call starts in step
-            w, error, text = errors[0]
-            error.add_note(f"(raised in drivelab worker {w}, pid {self._workers[w].process.pid})\n{text}")
-            raise error
-        return replies
-
-    def _fail(self, w: int, what: str) -> WorkerError:
-        """The error of worker ``w`` gone during ``what``; every worker is stopped."""
-        process = self._workers[w].process
-        try:
-            code = process.wait(1.0)
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        except subprocess.TimeoutExpired:
-            how = "closed its connection"
-        self._broken = (
-            f"drivelab worker {w} (pid {process.pid}) of {self.scenario.env_id} {how} during {what}; "
-            "its envs are lost: make a new env (the worker's own traceback, if it had one, is on stderr)"
-        )
-        _shut_down(self._workers, graceful=False)
-        return WorkerError(self._broken)

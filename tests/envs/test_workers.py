@@ -105,7 +105,7 @@ def test_dict_observations_continuous_actions_and_a_clean_close():
         env = gymnasium.make_vec("drivelab/lane-keeping-v0", num_envs=3, backend="highway-env", num_workers=num_workers)
         try:
             assert type(env.sim) is (WorkerSimulator if num_workers else HighwayEnvSimulator)
-            processes = [w.process for w in getattr(env.sim, "_workers", [])]
+            processes = list(getattr(env.sim, "processes", []))
             record = [env.reset(seed=[3, 1, 2])]
             for t in range(4):
                 record.append(env.step(np.full((3, 1), 0.3 * (t - 1), np.float32)))
@@ -174,7 +174,7 @@ def small_simulator() -> WorkerSimulator:
 
 def test_a_dead_worker_is_named_and_close_is_idempotent():
     sim = small_simulator()
-    processes = [w.process for w in sim._workers]
+    processes = list(sim.processes)
     os.kill(processes[1].pid, signal.SIGKILL)
     actions = np.zeros((2, 1), np.float32)
     with pytest.raises(WorkerError, match=r"worker 1 \(pid \d+\) of drivelab/lane-keeping-v0 was killed by signal 9"):
@@ -189,7 +189,7 @@ def test_a_dead_worker_is_named_and_close_is_idempotent():
 def test_a_stuck_worker_times_out():
     sim = small_simulator()
     sim.timeout_s = 2.0
-    process = sim._workers[0].process
+    process = sim.processes[0]
     os.kill(process.pid, signal.SIGSTOP)
     try:
         with pytest.raises(WorkerError, match=r"worker 0 \(pid \d+\) .* did not answer step within 2 s"):
@@ -216,7 +216,7 @@ def test_workers_exit_when_their_parent_dies():
         import drivelab.envs as de
         from drivelab.envs.workers import WorkerSimulator
         sim = WorkerSimulator(de.get_scenario("drivelab/lane-keeping-v0"), 2, {}, num_workers=2)
-        print(*[w.process.pid for w in sim._workers], flush=True)
+        print(*[p.pid for p in sim.processes], flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
