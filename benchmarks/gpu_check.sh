@@ -3,7 +3,10 @@
 #   1. install drivelab (make install) and Ray (the `cluster` extra);
 #   2. drivelab bench gpu: PPO env-steps/s on CUDA vs CPU, batched evaluation, CUDA export on CPU
 #      -> benchmarks/results/gpu_check.json and .md (README's gpu_check table);
-#   3. the smoke suite (benchmarks/suites/smoke.yaml) timed as Ray tasks on this machine's CPUs
+#   3. camera frames on all cores: drivelab bench env with EnvPool split over one process per
+#      core pair (--processes), highway-fast and merge at 1024 envs
+#      -> benchmarks/results/env_throughput_cores.json and .md;
+#   4. the smoke suite (benchmarks/suites/smoke.yaml) timed as Ray tasks on this machine's CPUs
 #      (--ray local: a Ray instance for that command only) and then one run after another locally.
 # Usage, from anywhere: benchmarks/gpu_check.sh   (exits non-zero at the first failing step)
 set -euo pipefail
@@ -16,6 +19,10 @@ BIN=.venv/bin
 
 echo "== drivelab bench gpu"
 "$BIN/drivelab" bench gpu
+
+echo "== camera frames on $(nproc) cores: one process vs --processes $(( $(nproc) / 2 ))"
+"$BIN/drivelab" bench env --scenarios highway-fast merge --num-envs 1024 --processes $(( $(nproc) / 2 )) \
+    --seconds 5 --baseline-seconds 5 --out benchmarks/results/env_throughput_cores.json
 
 # Each timing trains the suite from scratch in its own folder (a rerun would skip finished runs).
 scratch="$(mktemp -d)"

@@ -266,7 +266,9 @@ class EnvPoolSimulator:
 
     name = "envpool"
 
-    def __init__(self, scenario: Scenario, num_envs: int, config: dict[str, Any], seed: int = 0) -> None:
+    def __init__(
+        self, scenario: Scenario, num_envs: int, config: dict[str, Any], seed: int = 0, threads: int | None = None
+    ) -> None:
         reason = envpool_unsupported(scenario, config)
         if reason:
             raise BackendUnavailableError(reason + "; use backend='highway-env' or 'auto'")
@@ -275,6 +277,7 @@ class EnvPoolSimulator:
         self.num_envs = num_envs
         keys = _envpool_keys(scenario)
         self._kwargs = {keys[k]: v for k, v in config.items() if k in keys}
+        self._threads = {"num_threads": int(threads)} if threads else {}  # EnvPool's default: one per core
         if "reward_speed_range" in config:
             low, high = config["reward_speed_range"]
             self._kwargs.update(reward_speed_low=float(low), reward_speed_high=float(high))
@@ -307,7 +310,7 @@ class EnvPoolSimulator:
             spec = envpool.make_spec(self.scenario.envpool_id, **kwargs).config
             kwargs["max_episode_steps"] = int(spec.duration * spec.policy_frequency)
         self.pool = envpool.make_gymnasium(
-            self.scenario.envpool_id, num_envs=self.num_envs, env_seed=list(seeds), **kwargs
+            self.scenario.envpool_id, num_envs=self.num_envs, env_seed=list(seeds), **kwargs, **self._threads
         )
 
     def reset(self, env_ids: np.ndarray, seeds: list[int | None]) -> np.ndarray:

@@ -12,6 +12,7 @@ from drivelab.envs.camera import CameraConfig
 from drivelab.envs.config import validate_env_config
 from drivelab.envs.errors import BackendUnavailableError, ConfigError, simulator_errors
 from drivelab.envs.scenarios import ENVPOOL_DIFFERENCES, get_scenario
+from drivelab.envs.sharded import ShardedVectorEnv
 from drivelab.envs.vector import DrivingVectorEnv
 from drivelab.envs.workers import WorkerSimulator, resolve_num_workers
 
@@ -67,7 +68,7 @@ def make_vec(
     seed: int | None = None,
     render_mode: str | None = None,
     num_workers: int | None = None,
-) -> DrivingVectorEnv:
+) -> DrivingVectorEnv | ShardedVectorEnv:
     """Make a batch of driving envs.
 
     Args:
@@ -87,7 +88,10 @@ def make_vec(
             usable core, at most ``num_envs`` and 16, where highway-env runs in place of EnvPool (a
             scenario EnvPool does not port, or ``"auto"`` falling back); this process for an
             explicit ``"highway-env"`` on a scenario EnvPool ports (the reference), one env, or
-            ``render_mode``. Unused where ``"auto"`` picks EnvPool. See ``drivelab.envs.workers``.
+            ``render_mode``. See ``drivelab.envs.workers``. On EnvPool: None, 0 and 1 mean one
+            process (EnvPool's threads step the envs, this process reads states and draws
+            frames); 2 or more split the envs over that many processes, each with its own
+            EnvPool and camera (``drivelab.envs.sharded``; faster camera frames with more cores).
 
     Returns:
         A gymnasium ``VectorEnv`` with same-step autoreset.
@@ -109,6 +113,8 @@ def make_vec(
     camera_config = from_mapping(CameraConfig, camera, "camera config") if observation == "camera" else None
     chosen = choose_backend(env_id, backend, overrides, render_mode)
     workers = resolve_num_workers(num_workers, scenario, num_envs, backend, render_mode)
+    if chosen == "envpool" and num_workers is not None and workers:
+        return ShardedVectorEnv(scenario, num_envs, workers, observation, overrides, camera_config, seed=seed)
     with simulator_errors(chosen, env_id, overrides):
         if chosen == "envpool":
             simulator = EnvPoolSimulator(scenario, num_envs, overrides, seed=seed or 0)

@@ -110,17 +110,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         self._check_open()
         if seed is None:
             seed, self._pending_seed = self._pending_seed, None
-        if seed is None:
-            seeds: list[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = [int(s) for s in seed]
-            if len(seeds) != self.num_envs:
-                raise ConfigError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
-        bad = [s for s in seeds if s is not None and not 0 <= s <= MAX_SEED]
-        if bad:
-            raise ConfigError(f"seeds must be integers in [0, {MAX_SEED}] (one per env: seed + i); got {bad[0]}")
+        seeds = env_seeds(seed, self.num_envs)
         with simulator_errors(self.backend, self.scenario.env_id, self.sim_config):
             self._native_obs = self.sim.reset(self._all, seeds)
             self._states = self.sim.states(self._all, self._detail, self._view_m)
@@ -228,37 +218,54 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             infos["ground_truth"] = self.camera.ground_truth(self._states)
 
     def _check_actions(self, actions) -> np.ndarray:
-        space = self.single_action_space
-        array = np.asarray(actions)
-        n = self.num_envs
-        if isinstance(space, spaces.Discrete):
-            if array.shape == (n, 1):
-                array = array[:, 0]
-            if array.shape != (n,):
-                raise ActionError(
-                    f"{self.scenario.env_id} expects a batch of {n} discrete actions, shape ({n},); "
-                    f"got shape {array.shape}"
-                )
-            if array.dtype.kind not in "iu":
-                raise ActionError(
-                    f"{self.scenario.env_id} expects integer actions (0..{space.n - 1}); got dtype {array.dtype}"
-                )
-            if array.min() < space.start or array.max() >= space.start + space.n:
-                raise ActionError(
-                    f"{self.scenario.env_id} actions must lie in {space.start}..{space.start + space.n - 1}; "
-                    f"got {array.min()}..{array.max()}"
-                )
-            return array.astype(np.int64, copy=False)
-        if isinstance(space, spaces.Box):
-            expected = (n, *space.shape)
-            if array.shape != expected:
-                raise ActionError(
-                    f"{self.scenario.env_id} expects continuous actions of shape {expected}; got {array.shape}"
-                )
-            if array.dtype.kind != "f" or not np.all(np.isfinite(array)):
-                raise ActionError(f"{self.scenario.env_id} expects finite float actions; got dtype {array.dtype}")
-            return array
+        return check_actions(actions, self.single_action_space, self.num_envs, self.scenario.env_id)
+
+
+def env_seeds(seed: int | list[int] | None, num_envs: int) -> list[int | None]:
+    """One seed per env from ``reset``'s argument: None, an int (env i gets ``seed + i``) or a list.
+
+    Raises:
+        ConfigError: a list of the wrong length, or a seed outside [0, MAX_SEED].
+    """
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, (int, np.integer)):
+        seeds = [int(seed) + i for i in range(num_envs)]
+    else:
+        seeds = [int(s) for s in seed]
+        if len(seeds) != num_envs:
+            raise ConfigError(f"reset got {len(seeds)} seeds for {num_envs} envs")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise ConfigError(f"seeds must be integers in [0, {MAX_SEED}] (one per env: seed + i); got {bad[0]}")
+    return seeds
+
+
+def check_actions(actions: Any, space: spaces.Space, n: int, env_id: str) -> np.ndarray:
+    """A batch of ``n`` actions of ``space`` as an array, or ``ActionError`` saying what is wrong."""
+    array = np.asarray(actions)
+    if isinstance(space, spaces.Discrete):
+        if array.shape == (n, 1):
+            array = array[:, 0]
+        if array.shape != (n,):
+            raise ActionError(f"{env_id} expects a batch of {n} discrete actions, shape ({n},); "
+                              f"got shape {array.shape}")
+        if array.dtype.kind not in "iu":
+            raise ActionError(f"{env_id} expects integer actions (0..{space.n - 1}); got dtype {array.dtype}")
+        if array.min() < space.start or array.max() >= space.start + space.n:
+            raise ActionError(
+                f"{env_id} actions must lie in {space.start}..{space.start + space.n - 1}; "
+                f"got {array.min()}..{array.max()}"
+            )
+        return array.astype(np.int64, copy=False)
+    if isinstance(space, spaces.Box):
+        expected = (n, *space.shape)
+        if array.shape != expected:
+            raise ActionError(f"{env_id} expects continuous actions of shape {expected}; got {array.shape}")
+        if array.dtype.kind != "f" or not np.all(np.isfinite(array)):
+            raise ActionError(f"{env_id} expects finite float actions; got dtype {array.dtype}")
         return array
+    return array
 
 
 def _take(observation: Any, i: int) -> Any:

@@ -86,8 +86,6 @@ def resolve_num_workers(
     workers = min(int(num_workers), num_envs)
     if workers >= 2 and render_mode is not None:
         raise ConfigError("render_mode draws highway-env's scene in this process; use num_workers=0 with it")
-    if workers >= 2 and backend == "envpool":
-        raise ConfigError("num_workers runs highway-env in worker processes; the envpool backend has its own threads")
     return workers if workers >= 2 else 0
 
 

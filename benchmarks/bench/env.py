@@ -4,7 +4,9 @@ Measures env-steps/s of highway-env 1.12.1 with its default observation and with
 GrayscaleObservation (one env, the way it is usually stepped) and of drivelab's vector env with
 native observations and with camera frames (4x64x128): EnvPool's batched port where drivelab
 runs one, elsewhere highway-env in worker processes, which is also measured in one process
-(num_workers=0) to give the workers' speed-up. Seeded uniform random actions; each cell is a
+(num_workers=0) to give the workers' speed-up. With ``--processes N`` the EnvPool scenarios'
+camera frames are also measured split over N processes (``drivelab.envs.sharded``), the way
+past one interpreter lock on machines with many cores. Seeded uniform random actions; each cell is a
 short timed window after a warm-up. Prints a table with the ratios and writes JSON with machine
 info and the load average (other processes on the host slow both sides).
 """
@@ -55,7 +57,7 @@ HIGHWAY_ENV_GRAYSCALE = {
 @dataclass(frozen=True)
 class Measurement:
     scenario: str
-    runner: str  # "highway-env", "drivelab-envpool", "drivelab-workers", "drivelab-one-process"
+    runner: str  # "highway-env", "drivelab-envpool", "drivelab-workers", "drivelab-one-process", "drivelab-sharded"
     observation: str
     num_envs: int
     env_steps: int
@@ -115,9 +117,9 @@ def measure_drivelab(
     spec = SCENARIOS[scenario]
     backend = "envpool" if spec.envpool_id is not None else "highway-env"
     env = de.make_vec(spec.env_id, num_envs=num_envs, backend=backend, observation=observation, seed=seed,
-                      num_workers=num_workers if backend == "highway-env" else None)
+                      num_workers=num_workers if backend == "highway-env" or num_workers else None)
     if backend == "envpool":
-        runner = "drivelab-envpool"
+        runner = "drivelab-sharded" if num_workers else "drivelab-envpool"
     else:
         runner = "drivelab-workers" if getattr(env.sim, "num_workers", 0) >= 2 else "drivelab-one-process"
     try:
@@ -136,7 +138,8 @@ def measure_drivelab(
 
 
 def run(
-    scenarios: tuple[str, ...], num_envs: int, seconds: float, baseline_seconds: float, worker_num_envs: int = 8
+    scenarios: tuple[str, ...], num_envs: int, seconds: float, baseline_seconds: float, worker_num_envs: int = 8,
+    processes: int = 0,
 ) -> dict[str, Any]:
     """Measure every runner on every scenario; returns the result record."""
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -153,10 +156,14 @@ def run(
         if not batched:
             rows.append(measure_drivelab(scenario, "native", n, seconds, num_workers=0))
             log.info("%s one process native: %.0f steps/s", scenario, rows[-1].steps_per_s)
+        elif processes >= 2:
+            rows.append(measure_drivelab(scenario, "camera", n, seconds, num_workers=processes))
+            log.info("%s camera in %d processes: %.0f steps/s", scenario, processes, rows[-1].steps_per_s)
     return {
         "benchmark": "env-throughput",
         "num_envs": num_envs,
         "worker_num_envs": worker_num_envs,
+        "processes": processes,
         "seconds_per_measurement": seconds,
         "baseline_seconds_per_measurement": baseline_seconds,
         "targets": {
@@ -195,17 +202,21 @@ def summarise(rows: list[Measurement]) -> list[dict[str, Any]]:
             "native_vs_native": rate[(fast, "native")] / rate[("highway-env", "native")],
             "one_process_native": one,
             "workers_vs_one_process": rate[(fast, "native")] / one if one and fast == "drivelab-workers" else None,
+            "camera_processes": rate.get(("drivelab-sharded", "camera")),
         })
     return table
 
 
 def format_table(result: dict[str, Any]) -> str:
     """Markdown table of env-steps/s and ratios."""
+    processes = result.get("processes", 0)
+    sharded = processes >= 2 and any(row.get("camera_processes") for row in result["table"])
+    extra = f" camera, {processes} processes | best camera / grayscale |" if sharded else ""
     lines = [
         "| scenario | drivelab backend | highway-env native | highway-env grayscale | drivelab native "
         "| drivelab camera 4x64x128 | camera / grayscale | native / native | one process native "
-        "| workers / one process |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| workers / one process |" + extra,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if sharded else ""),
     ]
     for row in result["table"]:
         one = row.get("one_process_native")
@@ -216,8 +227,17 @@ def format_table(result: dict[str, Any]) -> str:
             f"{row['drivelab_native']:,.0f} | {row['drivelab_camera']:,.0f} | "
             f"{row['camera_vs_grayscale']:,.0f}x | {row['native_vs_native']:,.0f}x | "
             f"{'' if one is None else f'{one:,.0f}'} | {'' if speedup is None else f'{speedup:.2f}x'} |"
+            + (_sharded_cells(row) if sharded else "")
         )
     return "\n".join(lines)
+
+
+def _sharded_cells(row: dict[str, Any]) -> str:
+    rate = row.get("camera_processes")
+    if not rate:
+        return "  |  |"
+    best = max(rate, row["drivelab_camera"]) / row["highway_env_grayscale"]
+    return f" {rate:,.0f} | {best:,.0f}x |"
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
@@ -229,6 +249,9 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="batch size of the EnvPool runs (default %(default)s)")
     parser.add_argument("--worker-num-envs", type=int, default=8,
                         help="batch size of the highway-env runs, in worker processes and in one (default %(default)s)")
+    parser.add_argument("--processes", type=int, default=0, metavar="N",
+                        help="also measure EnvPool camera frames split over N worker processes "
+                             "(num_workers=N; 0: not measured, the default)")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="seconds per drivelab measurement (default %(default)s)")
     parser.add_argument("--baseline-seconds", type=float, default=20.0,
@@ -248,6 +271,8 @@ def check_args(args: argparse.Namespace) -> None:
     for flag, value in (("--num-envs", args.num_envs), ("--worker-num-envs", args.worker_num_envs)):
         if not 1 <= value <= 4096:
             raise ConfigError(f"{flag} must be an integer in [1, 4096], got {value}")
+    if not (args.processes == 0 or 2 <= args.processes <= 64):
+        raise ConfigError(f"--processes must be 0 (off) or an integer in [2, 64], got {args.processes}")
     for flag, value in (("--seconds", args.seconds), ("--baseline-seconds", args.baseline_seconds)):
         if not 0 < value < float("inf"):
             raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
@@ -268,7 +293,8 @@ def _header(result: dict[str, Any]) -> str:
 def run_command(args: argparse.Namespace) -> int:
     """Measure, write the JSON record and the Markdown table, print the table."""
     check_args(args)
-    result = run(tuple(args.scenarios), args.num_envs, args.seconds, args.baseline_seconds, args.worker_num_envs)
+    result = run(tuple(args.scenarios), args.num_envs, args.seconds, args.baseline_seconds, args.worker_num_envs,
+                 args.processes)
     write_json_atomic(args.out, result)
     table = format_table(result)
     md = args.out.with_suffix(".md")

@@ -160,12 +160,6 @@ def test_num_workers_default_and_validation(monkeypatch):
         de.make_vec("drivelab/exit-v0", num_envs=2, num_workers=2, render_mode="rgb_array")
 
 
-def test_num_workers_with_the_envpool_backend_is_refused():
-    pytest.importorskip("envpool")
-    with pytest.raises(de.ConfigError, match="envpool backend has its own threads"):
-        de.make_vec("drivelab/highway-fast-v0", num_envs=2, backend="envpool", num_workers=2)
-
-
 def small_simulator() -> WorkerSimulator:
     sim = WorkerSimulator(de.get_scenario("drivelab/lane-keeping-v0"), 2, {}, num_workers=2)
     sim.reset(np.arange(2), [0, 1])
