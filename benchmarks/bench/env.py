@@ -4,9 +4,10 @@ Measures env-steps/s of highway-env 1.12.1 with its default observation and with
 GrayscaleObservation (one env, the way it is usually stepped) and of drivelab's vector env with
 native observations and with camera frames (4x64x128): EnvPool's batched port where drivelab
 runs one, elsewhere highway-env in worker processes, which is also measured in one process
-(num_workers=0) to give the workers' speed-up. With ``--processes N`` the EnvPool scenarios'
-camera frames are also measured split over N processes (``drivelab.envs.sharded``), the way
-past one interpreter lock on machines with many cores. Seeded uniform random actions; each cell is a
+(num_workers=0) for exactly the steps the workers made, to give the workers' speed-up. With
+``--processes N`` the EnvPool scenarios' camera frames are also measured split over N processes
+(``drivelab.envs.sharded``), the way past one interpreter lock on machines with many cores.
+Seeded uniform random actions; each cell is a
 short timed window after a warm-up. Prints a table with the ratios and writes JSON with machine
 info and the load average (other processes on the host slow both sides).
 """
@@ -107,12 +108,15 @@ def measure_highway_env(scenario: str, observation: str, seconds: float, seed: i
 
 
 def measure_drivelab(
-    scenario: str, observation: str, num_envs: int, seconds: float, seed: int = 0, num_workers: int | None = None
+    scenario: str, observation: str, num_envs: int, seconds: float, seed: int = 0, num_workers: int | None = None,
+    batches: int | None = None,
 ) -> Measurement:
-    """Step drivelab's vector env with random actions for about ``seconds`` (after a warm-up).
+    """Step drivelab's vector env with random actions for about ``seconds`` (after a warm-up), or
+    exactly ``batches`` vector steps.
 
     EnvPool where drivelab runs the scenario's port; otherwise highway-env, in worker processes
-    (``num_workers`` None: one per core) or in this process (``num_workers=0``).
+    (``num_workers`` None: one per core) or in this process (``num_workers=0``). Same seed and
+    ``batches`` give the same work: the same episodes, actions and resets.
     """
     spec = SCENARIOS[scenario]
     backend = "envpool" if spec.envpool_id is not None else "highway-env"
@@ -128,7 +132,7 @@ def measure_drivelab(
         for _ in range(10 if backend == "envpool" else 2):  # warm-up: compiled kernels, caches, rasters
             env.step(act())
         steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
+        while (time.perf_counter() - start < seconds) if batches is None else steps < batches * num_envs:
             env.step(act())
             steps += num_envs
         elapsed = time.perf_counter() - start
@@ -154,7 +158,13 @@ def run(
             rows.append(measure_drivelab(scenario, observation, n, seconds))
             log.info("%s %s %s: %.0f steps/s", scenario, rows[-1].runner, observation, rows[-1].steps_per_s)
         if not batched:
-            rows.append(measure_drivelab(scenario, "native", n, seconds, num_workers=0))
+            # The very steps the workers made (same seeds and actions: the same episodes), in one
+            # process: the speed-up is then a ratio of times for equal work, not of two windows
+            # over different episodes (highway-env's step cost varies a lot from episode to episode).
+            workers = next(m for m in rows if m.scenario == scenario and m.observation == "native"
+                           and m.runner != "highway-env")
+            rows.append(measure_drivelab(scenario, "native", n, seconds, num_workers=0,
+                                         batches=workers.env_steps // n))
             log.info("%s one process native: %.0f steps/s", scenario, rows[-1].steps_per_s)
         elif processes >= 2:
             rows.append(measure_drivelab(scenario, "camera", n, seconds, num_workers=processes))
