@@ -27,11 +27,21 @@ _OBJECT_FIELDS = ("x", "y", "heading", "length", "width", "kind")
 _read_object = operator.attrgetter(*_OBJECT_FIELDS)
 
 
-def _flat_slots(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Env and slot of each item of a ragged batch flattened env by env, for ``counts`` per env."""
+def _flat_read(rows: list, getter: operator.attrgetter, fields: int) -> tuple[VehicleBatch, np.ndarray, tuple]:
+    """Read ``getter``'s ``fields`` attributes of every item of a ragged batch in one flat pass.
+
+    Returns an empty ``(B, max items)`` batch with the items marked present, the values
+    ``(items, fields)`` and each item's (env, slot) index.
+    """
+    counts = np.fromiter(map(len, rows), np.int64, len(rows))
+    total = int(counts.sum())
+    flat = chain.from_iterable(map(getter, chain.from_iterable(rows)))
+    values = np.fromiter(flat, np.float64, total * fields).reshape(total, fields)
     env = np.repeat(np.arange(len(counts)), counts)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    return env, np.arange(int(counts.sum())) - starts
+    slot = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    batch = VehicleBatch.empty(len(rows), int(counts.max(initial=0)))
+    batch.present[env, slot] = True
+    return batch, values, (env, slot)
 
 
 class PortReader:
@@ -54,18 +64,12 @@ class PortReader:
         """Every field of every vehicle (the ego alone with ``ego_only``), lanes as the port computes them."""
         vehicles = [d.vehicles for d in debug]  # each access converts every vehicle: once per env
         rows = [v[:1] for v in vehicles] if ego_only else vehicles
-        counts = np.fromiter(map(len, rows), np.int64, len(rows))
-        total = int(counts.sum())
-        flat = chain.from_iterable(map(_read_fields, chain.from_iterable(rows)))
-        values = np.fromiter(flat, np.float64, total * len(_FIELDS)).reshape(total, len(_FIELDS))
-        env, slot = _flat_slots(counts)
-        batch = VehicleBatch.empty(len(rows), int(counts.max(initial=0)))
+        batch, values, at = _flat_read(rows, _read_fields, len(_FIELDS))
         for k, name in enumerate(("x", "y", "heading", "speed")):
-            getattr(batch, name)[env, slot] = values[:, k]
-        batch.crashed[env, slot] = values[:, 4] > 0.5
-        batch.lane_index[env, slot] = values[:, 5].astype(np.int64)
-        batch.on_road[env, slot] = values[:, 6] > 0.5
-        batch.present[env, slot] = True
+            getattr(batch, name)[at] = values[:, k]
+        batch.crashed[at] = values[:, 4] > 0.5
+        batch.lane_index[at] = values[:, 5].astype(np.int64)
+        batch.on_road[at] = values[:, 6] > 0.5
         lanes = self._lanes_of(debug[0]) if debug else {}
         batch.lanes_count[:] = [lanes.get(segment, 1) for segment in map(_read_segment, (r[0] for r in rows))]
         batch.track_id[:] = np.arange(batch.x.shape[1])
@@ -75,17 +79,10 @@ class PortReader:
     @staticmethod
     def objects(debug: list) -> VehicleBatch:
         """Road objects (merge's obstacle, parking's walls and goal): EnvPool kind 1 is the goal landmark."""
-        rows = [d.road_objects for d in debug]
-        counts = np.fromiter(map(len, rows), np.int64, len(rows))
-        total = int(counts.sum())
-        flat = chain.from_iterable(map(_read_object, chain.from_iterable(rows)))
-        values = np.fromiter(flat, np.float64, total * len(_OBJECT_FIELDS)).reshape(total, len(_OBJECT_FIELDS))
-        env, slot = _flat_slots(counts)
-        batch = VehicleBatch.empty(len(rows), int(counts.max(initial=0)))
+        batch, values, at = _flat_read([d.road_objects for d in debug], _read_object, len(_OBJECT_FIELDS))
         for k, name in enumerate(("x", "y", "heading", "length", "width")):
-            getattr(batch, name)[env, slot] = values[:, k]
-        batch.present[env, slot] = True
-        batch.class_id[env, slot] = np.where(values[:, 5] == 1, GOAL, OBSTACLE)
+            getattr(batch, name)[at] = values[:, k]
+        batch.class_id[at] = np.where(values[:, 5] == 1, GOAL, OBSTACLE)
         return batch
 
 
