@@ -131,14 +131,18 @@ def plan(suite: SuiteConfig) -> list[SuiteRun]:
             for scenario, algo, seed in grid(suite)]
 
 
-def only(suite: SuiteConfig, algos: list[str] | None = None, seeds: list[int] | None = None) -> SuiteConfig:
-    """The suite restricted to some of its algorithms and/or seeds (to train parts of it in
-    separate processes); None keeps them all.
+def only(
+    suite: SuiteConfig, algos: list[str] | None = None, seeds: list[int] | None = None,
+    scenarios: list[str] | None = None,
+) -> SuiteConfig:
+    """The suite restricted to some of its algorithms, seeds and/or scenarios (to train parts of
+    it in separate processes); None keeps them all.
 
     Raises:
-        ConfigError: an algorithm or seed the suite does not train.
+        ConfigError: an algorithm, seed or scenario the suite does not train.
     """
-    for what, asked, trained in (("algos", algos, suite.algos), ("seeds", seeds, suite.seeds)):
+    for what, asked, trained in (("algos", algos, suite.algos), ("seeds", seeds, suite.seeds),
+                                 ("scenarios", scenarios, suite.scenarios)):
         unknown = sorted(set(asked or ()) - set(trained))
         if unknown:
             raise ConfigError(
@@ -146,13 +150,15 @@ def only(suite: SuiteConfig, algos: list[str] | None = None, seeds: list[int] | 
                 f"its {what} are {', '.join(map(str, trained))}"
             )
     kept_algos = tuple(a for a in suite.algos if algos is None or a in algos)
+    kept_scenarios = tuple(s for s in suite.scenarios if scenarios is None or s in scenarios)
     return dataclasses.replace(
         suite,
+        scenarios=kept_scenarios,
         algos=kept_algos,
         seeds=tuple(s for s in suite.seeds if seeds is None or s in seeds),
         algo_overrides={a: o for a, o in suite.algo_overrides.items() if a in kept_algos},
         exclude={scenario: kept for scenario, excluded in suite.exclude.items()
-                 if (kept := tuple(a for a in excluded if a in kept_algos))},
+                 if scenario in kept_scenarios and (kept := tuple(a for a in excluded if a in kept_algos))},
     )
 
 

@@ -33,6 +33,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="train only these of the suite's algorithms (e.g. PPO and DQN in two processes)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="train only these of the suite's seeds (e.g. two seeds in two processes)")
+    parser.add_argument("--scenarios", nargs="+", default=None, metavar="ENV_ID",
+                        help="train only these of the suite's scenarios, e.g. drivelab/merge-v0")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     ray = parser.add_argument_group("Ray", "train each run as a Ray task (CPUs/GPUs per run: the suite's resources)")
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray is not None and args.threads is not None:
         raise ConfigError("--threads sets local training threads; on Ray each run gets resources.cpus_per_run "
                           "threads (set it in the suite file)")
-    suite = only(read_suite(args.suite), args.algos, args.seeds)
+    suite = only(read_suite(args.suite), args.algos, args.seeds, args.scenarios)
     out = args.out or RESULTS / f"rl_{suite.name}_{time.strftime('%Y%m%d-%H%M%S')}.json"
     check_writable(out)
     if args.ray is not None:

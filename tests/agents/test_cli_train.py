@@ -131,6 +131,9 @@ def test_suite_algo_overrides_and_algo_and_seed_filters(tmp_path: Path) -> None:
     assert grid(only(loaded, ["ppo"], [0])) == [("drivelab/highway-fast-v0", "ppo", 0)]
     with pytest.raises(ConfigError, match="does not train seeds 5; its seeds are 0, 1"):
         only(loaded, seeds=[1, 5])
+    with pytest.raises(ConfigError, match="does not train scenarios drivelab/merge-v0"):
+        only(loaded, scenarios=["drivelab/merge-v0"])
+    assert only(loaded, scenarios=["drivelab/highway-fast-v0"]).scenarios == ("drivelab/highway-fast-v0",)
     path.write_text(yaml.safe_dump({**suite, "algos": ["ppo"]}))
     with pytest.raises(ConfigError, match="algo_overrides names dqn"):
         read_suite(path)
