@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from drivelab.core.config import from_mapping
-from drivelab.envs.backends import EnvPoolSimulator, HighwayEnvSimulator, envpool_unsupported
+from drivelab.envs.backends import HighwayEnvSimulator
 from drivelab.envs.camera import CameraConfig
 from drivelab.envs.config import validate_env_config
+from drivelab.envs.envpool_sim import EnvPoolSimulator, envpool_unsupported
 from drivelab.envs.errors import BackendUnavailableError, ConfigError, simulator_errors
 from drivelab.envs.scenarios import ENVPOOL_DIFFERENCES, get_scenario
 from drivelab.envs.sharded import ShardedVectorEnv

@@ -24,8 +24,8 @@ import gymnasium
 import numpy as np
 from gymnasium.vector.utils import batch_space, create_empty_array
 
-from drivelab.envs.backends import EnvPoolSimulator
 from drivelab.envs.camera import CameraConfig
+from drivelab.envs.envpool_sim import EnvPoolSimulator
 from drivelab.envs.errors import simulator_errors
 from drivelab.envs.processes import DEFAULT_TIMEOUT_S, ProcessGroup, usable_cpus
 from drivelab.envs.scenarios import Scenario
