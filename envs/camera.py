@@ -26,6 +26,8 @@ GOAL_RGB = (60, 220, 60)  # parking's goal spot
 MAX_FRAME_SIDE_PX = 2048  # frames are per env and per step: larger ones only exhaust memory
 MAX_STACK = 16
 MAX_VEHICLE_HALF_DIAGONAL_M = 5.0  # covers highway-env's cars (5 x 2 m) and trucks (up to ~10 m long)
+HUD_ROWS = 2  # rows of the speed bar under the view (``hud``)
+HUD_FULL_SPEED_MPS = 40.0  # a full-width bar: highway-env's Vehicle.MAX_SPEED
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class CameraConfig:
             ``"heading"`` (the frame turns with the ego, which always points right: for roads
             that curve or cross, where a world-aligned view shows mostly off-road). ``"auto"``
             takes the scenario's default (``drivelab.envs.Scenario.camera_align``).
+        hud: add ``HUD_ROWS`` rows under the view with a white bar as long as the ego's speed
+            (the full width at 40 m/s; from the left driving forward, from the right in
+            reverse), as Gymnasium's CarRacing shows its speed. The view follows the ego, so
+            without it a camera policy cannot see its own speed (lane stripes alias at 20-30
+            m/s per policy step). Ground truth covers the view rows only.
     """
 
     width: int = 128
@@ -54,6 +61,7 @@ class CameraConfig:
     ego_position: tuple[float, float] = (0.3, 0.5)
     ground_truth: bool = False
     align: Literal["auto", "world", "heading"] = "auto"
+    hud: bool = False
 
     def __post_init__(self) -> None:
         if not (8 <= self.width <= MAX_FRAME_SIDE_PX and 8 <= self.height <= MAX_FRAME_SIDE_PX):
@@ -70,6 +78,8 @@ class CameraConfig:
             raise ConfigError(f"camera ego_position must be two fractions in [0, 1], got {self.ego_position}")
         if self.align not in ("auto", "world", "heading"):
             raise ConfigError(f"camera align must be 'auto', 'world' or 'heading', got {self.align!r}")
+        if not isinstance(self.hud, bool):
+            raise ConfigError(f"camera hud must be true or false, got {self.hud!r}")
 
     @property
     def channels(self) -> int:
@@ -86,8 +96,8 @@ class CameraConfig:
 
     @property
     def observation_shape(self) -> tuple[int, int, int]:
-        """(stack * channels, height, width)."""
-        return (self.stack * self.channels, self.height, self.width)
+        """(stack * channels, height (+ ``HUD_ROWS`` with ``hud``), width)."""
+        return (self.stack * self.channels, self.height + (HUD_ROWS if self.hud else 0), self.width)
 
 
 class BatchedCamera:
@@ -96,7 +106,8 @@ class BatchedCamera:
     def __init__(self, config: CameraConfig, num_envs: int) -> None:
         self.config = config
         c = config
-        self.stack = np.zeros((num_envs, c.stack, c.channels, c.height, c.width), np.uint8)
+        rows = c.height + (HUD_ROWS if c.hud else 0)
+        self.stack = np.zeros((num_envs, c.stack, c.channels, rows, c.width), np.uint8)
         self.boxes = np.full((num_envs, 1, 4), -1, np.int32)  # (B, V, 4), resized on demand
         self.corners_px = np.zeros((num_envs, 1, 4, 2))  # (B, V, 4, 2), kept with ground truth only
         palette = np.array([CAR_RGB, EGO_RGB, CRASHED_RGB, OFFROAD_RGB, OBSTACLE_RGB, GOAL_RGB], np.uint8)
@@ -159,6 +170,9 @@ class BatchedCamera:
         colour_index = np.where(kind >= 2, kind + 2, np.where(states.crashed, 2, np.where(kind == 1, 1, 0)))
         colours = self._palette[colour_index]
         reset = np.ascontiguousarray(reset, dtype=np.bool_)
+        if c.hud:
+            _draw_hud(stack, states.speed[:, 0], reset, c.height)
+            stack = stack[:, :, :, : c.height]  # the view: the kernels shift and draw these rows
         centre, axes = self._pose_px(states, raster)
         if c.align == "heading":
             ego_raster = np.stack([(states.x[:, 0] - raster.x0) / mpp, (states.y[:, 0] - raster.y0) / mpp], -1)
@@ -247,6 +261,18 @@ class BatchedCamera:
                 }
             )
         return out
+
+
+def _draw_hud(stack: np.ndarray, speed: np.ndarray, reset: np.ndarray, view_rows: int) -> None:
+    """Shift the speed-bar rows of each stack and draw the newest: ``speed`` (B,) [m/s]."""
+    hud = stack[:, :, :, view_rows:]  # (B, S, C, HUD_ROWS, W)
+    hud[:, :-1] = hud[:, 1:].copy()
+    hud[reset, :-1] = 0
+    width = hud.shape[-1]
+    length = np.clip(np.rint(np.abs(speed) / HUD_FULL_SPEED_MPS * width), 0, width)[:, None]  # (B, 1)
+    cols = np.arange(width)[None, :]
+    bar = np.where(speed[:, None] >= 0, cols < length, cols >= width - length)  # (B, W)
+    hud[:, -1] = np.where(bar, np.uint8(255), np.uint8(0))[:, None, None, :]
 
 
 def _with_objects(vehicles: VehicleBatch, objects: VehicleBatch) -> VehicleBatch:

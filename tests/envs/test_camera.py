@@ -6,7 +6,7 @@ from highway_env.road.road import RoadNetwork
 
 import drivelab.envs as de
 from drivelab.envs.backends import cached_raster
-from drivelab.envs.camera import CAR_RGB, EGO_RGB, BatchedCamera, CameraConfig
+from drivelab.envs.camera import CAR_RGB, EGO_RGB, HUD_ROWS, BatchedCamera, CameraConfig
 from drivelab.envs.road import MARKING_RGB, ROAD_RGB
 from drivelab.envs.states import VehicleBatch
 
@@ -272,3 +272,26 @@ def test_parking_goal_and_walls_are_drawn_under_the_vehicles_but_get_no_boxes(ba
         assert set(infos["ground_truth"][b]["classes"].tolist()) <= {0, 1}  # objects are no detections
     assert checked >= 1
     env.close()
+
+
+@pytest.mark.parametrize("align", ["world", "heading"])
+def test_the_speed_bar_adds_rows_and_changes_nothing_in_the_view(align):
+    states = hand_made_states([100.0, 112.3, 91.7], [4.0, 7.1, 0.6], [0.1, 0.35, -0.2])
+    plain_config = CameraConfig(stack=3, ground_truth=True, align=align)
+    hud_config = CameraConfig(stack=3, ground_truth=True, align=align, hud=True)
+    assert hud_config.observation_shape == (3, 64 + HUD_ROWS, 128)
+    raster = cached_raster(RoadNetwork.straight_road_network(3, speed_limit=30), 0.5)
+    plain, hud = BatchedCamera(plain_config, 1), BatchedCamera(hud_config, 1)
+    for k, speed in enumerate([30.0, 10.0, -5.0, 40.0]):  # reverse (parking) draws from the right
+        states.speed[0, 0] = speed
+        for camera in (plain, hud):
+            camera.render(states, [raster], np.array([k == 0]))
+        view = hud.observation()[0]
+        np.testing.assert_array_equal(view[:, :64], plain.observation()[0])
+        assert [t["boxes"].tolist() for t in hud.ground_truth(states)] == \
+            [t["boxes"].tolist() for t in plain.ground_truth(states)]
+    # oldest first: the bars of speeds 10, -5 and 40 m/s over 128 px (40 m/s = full width)
+    bars = view[:, 64:] == 255  # (stack, rows, width)
+    assert (bars.sum(-1) == np.array([[32, 32], [16, 16], [128, 128]])).all()
+    assert bars[0, :, :32].all() and bars[1, :, -16:].all()
+    assert set(np.unique(view[:, 64:])) <= {0, 255}
