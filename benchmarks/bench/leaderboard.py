@@ -12,9 +12,9 @@ seeds with the reference backend. Each entry is submitted to ``--db`` through
 with one success and one failure recorded as small MP4s for the page. Then it writes, from
 everything on the board: ``benchmarks/results/LEADERBOARD.md`` (a section per scenario),
 ``leaderboard_scenarios.md`` (one row per scenario, shown in README), the static HTML page
-(a tab per scenario, inline videos), and for highway-fast's trained agents
-``rl_highway_camera.{json,md}``: each agent's per-seed results with mean and spread across
-training seeds. An entry that cannot drive a scenario (a policy refused by its action space)
+(a tab per scenario, inline videos), and for each scenario's trained agents
+``rl_<scenario>_camera.{json,md}`` (highway-fast's: ``rl_highway_camera``): each agent's
+per-seed results with mean and spread across training seeds. An entry that cannot drive a scenario (a policy refused by its action space)
 is listed under the scenario with the reason, and the others go on.
 """
 
@@ -234,9 +234,10 @@ def rl_report(db: Path, env_id: str) -> dict[str, Any]:
             "mean_return": float(means.mean()), "return_std_across_seeds": _spread(means),
             "crash_rate": float(crashes.mean()), "crash_rate_std_across_seeds": _spread(crashes),
         })  # fmt: skip
+    target = ("mean return >= 24, crash rate <= 10%" if env_id == RL_REPORT_ENV else
+              "mean return above the best rule-based driver's, crash rate at most 5 points above its")
     return {"benchmark": "rl-driving-quality", "env_id": env_id, "protocol": "drivelab-eval-v1",
-            "backend": "highway-env", "target": "mean return >= 24, crash rate <= 10%", "agents": agents,
-            "machine": machine_info()}  # fmt: skip
+            "backend": "highway-env", "target": target, "agents": agents, "machine": machine_info()}  # fmt: skip
 
 
 def _maybe(value: Any, form: str) -> str:
@@ -342,12 +343,15 @@ def build_boards(
     pages.export(ranked, "html", html)
     print(f"wrote {html / 'index.html'}")
     report: dict[str, Any] = {"agents": []}
-    if RL_REPORT_ENV in plans:
-        report = rl_report(db, RL_REPORT_ENV)
-    if report["agents"]:
-        write_json_atomic(results / "rl_highway_camera.json", report)
-        write_text_atomic(results / "rl_highway_camera.md", rl_report_md(report) + "\n")
-        print(rl_report_md(report))
+    for env_id in plans:  # per training seed, for every scenario evaluated with trained runs
+        scenario_report = rl_report(db, env_id)
+        if scenario_report["agents"]:
+            stem = "rl_highway_camera" if env_id == RL_REPORT_ENV else f"rl_{short_name(env_id)}_camera"
+            write_json_atomic(results / f"{stem}.json", scenario_report)
+            write_text_atomic(results / f"{stem}.md", rl_report_md(scenario_report) + "\n")
+            print(rl_report_md(scenario_report))
+        if env_id == RL_REPORT_ENV:
+            report = scenario_report
     return report
 
 
