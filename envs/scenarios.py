@@ -18,7 +18,7 @@ class Scenario:
         name: short name, e.g. ``"highway-fast"``.
         highway_env_id: the gymnasium id registered by highway-env 1.12.1.
         envpool_id: EnvPool's task id when our envpool backend supports the scenario, else None
-            (EnvPool 1.2.5 does not port it, or ports it differently: see ``ENVPOOL_DIFFERENCES``).
+            (EnvPool 1.2.5 does not port it, or its port ignores the seed: see ``ENVPOOL_DIFFERENCES``).
         success: ``"survive"`` (time limit reached without a crash), ``"arrive"`` (the scenario's
             goal reached: intersection exit, end of the merge, exit ramp) or ``"is_success"``
             (the env's own ``info["is_success"]``, parking).
@@ -85,6 +85,13 @@ ENVPOOL_DIFFERENCES: dict[str, str] = {
              "scripted policy's return is ~13% lower (its episodes ~1 step shorter)",
     "parking": "EnvPool's time limit is one step shorter (highway-env's float clock passes "
                "`duration` one step late)",
+    # Registered by EnvPool 1.2.5 too (Exit-v0, TwoWay-v0, UTurn-v0, LaneKeeping-v0), but every
+    # seed gives the same episode, so drivelab runs them on highway-env in worker processes.
+    "exit": "EnvPool's Exit-v0 ignores the seed: every episode starts with the same traffic",
+    "two-way": "EnvPool's TwoWay-v0 ignores the seed: every episode starts with the same traffic",
+    "u-turn": "EnvPool's UTurn-v0 ignores the seed: every episode starts with the same traffic",
+    "lane-keeping": "EnvPool's LaneKeeping-v0 ignores the seed: every episode starts from the same "
+                    "perturbed pose",
 }
 ENV_IDS: tuple[str, ...] = tuple(SCENARIOS)
 
