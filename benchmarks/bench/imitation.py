@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 
 from drivelab.agents import env_kwargs_from_spec, load_policy
+from drivelab.agents.configs import load_train_config
 from drivelab.agents.evaluation import evaluate
 from drivelab.agents.protocol import TRAIN_SEED_LIMIT, load_protocol
 from drivelab.benchmarks.cli.train import check_threads
+from drivelab.core.config import parse_overrides
 from drivelab.core.errors import ConfigError
 from drivelab.core.files import atomic_output, check_writable, write_json_atomic, write_text_atomic
 from drivelab.core.provenance import machine_info
@@ -55,6 +57,9 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="expert samples to record (default: the bc section of highway-fast.yaml)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
     parser.add_argument("--episodes", type=int, default=100, help="protocol episodes per policy (default 100)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="a config override for every variant's training, as drivelab train --set, e.g. "
+                             "camera.hud=true or bc.dagger_rounds=2 (repeatable)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="variants to run (default all)")
     parser.add_argument("--runs", type=Path, default=Path("runs/imitation"), help="run folders (default %(default)s)")
@@ -70,6 +75,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--seeds must be training seeds in [0, {TRAIN_SEED_LIMIT - 64}), got {bad[0]}")
     if not args.minutes > 0 or not 0 < args.bc_share < 1 or args.episodes < 1 or (args.bc_samples or 1) < 1:
         raise ConfigError("--minutes must be > 0, --bc-share in (0, 1), --episodes and --bc-samples >= 1")
+    overrides = parse_overrides(args.settings)  # a bad key fails here, not after hours of training
+    for algo in ("ppo", "bc", "dqn"):
+        load_train_config(ENV_ID, algo, overrides)
     check_writable(args.runs, folder=True)
     for path in (args.out, args.out.with_suffix(".md"), _curves_path(args.out)):
         check_writable(path)
@@ -94,7 +102,7 @@ def _wall_s(run_dir: Path) -> float:
 def _train_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]]:
     """Train the variants of one seed; returns per variant its run folders and phase wall times."""
     common = ["train", "--env", ENV_ID, "--seed", str(seed), "--threads", str(args.threads), "--no-progress",
-              "--force"]
+              "--force", *(item for setting in args.settings for item in ("--set", setting))]
     budget = args.minutes
     runs: dict[str, dict[str, Any]] = {}
     if "ppo" in args.variants:
@@ -162,7 +170,8 @@ def _table(record: dict[str, Any]) -> str:
         f"{ENV_ID}, camera frames; each variant {record['minutes']:g} wall-clock minutes per seed on this "
         f"machine (expert recording included; BC variants clone within {record['bc_share']:.0%} of it), "
         f"{record['threads']} torch thread(s); {record['episodes']} protocol episodes per policy on the "
-        f"reference backend ({record['eval_backend']}).", "",
+        f"reference backend ({record['eval_backend']})"
+        + (f"; settings {', '.join(record['settings'])}." if record.get("settings") else "."), "",
         "| variant | seed | mean return | crash rate | mean speed [m/s] | wall [min] |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -195,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
                                 "crash_rate": float(np.mean([r["crash_rate"] for r in mine]))}
     record = {"benchmark": "imitation", "env_id": ENV_ID, "expert": _evaluate(EXPERT, args.episodes),
               "minutes": args.minutes, "bc_share": args.bc_share, "bc_samples": args.bc_samples,
-              "threads": args.threads, "seeds": args.seeds,
+              "threads": args.threads, "seeds": args.seeds, "settings": args.settings,
               "episodes": args.episodes, "eval_backend": load_protocol().reference_backend, "runs": rows,
               "summary": summary, "machine": machine_info()}
     write_json_atomic(args.out, record)

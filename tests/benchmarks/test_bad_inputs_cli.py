@@ -33,6 +33,7 @@ CASES = {
     "bench train-speed --steps 0": ["bench", "train-speed", "--steps", "0", "--out", "r.json"],
     "bench pretrained missing encoder": ["bench", "pretrained", "--encoder", "missing.safetensors"],
     "bench readme no results": ["bench", "readme", "--results", "missing"],
+    "bench imitation --set bad key": ["bench", "imitation", "--set", "camera.nope=1", "--out", "r.json"],
 }
 
 
