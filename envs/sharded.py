@@ -30,7 +30,7 @@ from drivelab.envs.errors import simulator_errors
 from drivelab.envs.processes import DEFAULT_TIMEOUT_S, ProcessGroup, usable_cpus
 from drivelab.envs.scenarios import Scenario
 from drivelab.envs.states import VehicleBatch, replace_rows
-from drivelab.envs.vector import DrivingVectorEnv, check_actions, env_seeds
+from drivelab.envs.vector import DrivingVectorEnv, check_actions, env_seeds, put_rows
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class ShardedVectorEnv(gymnasium.vector.VectorEnv):
             return self._frames.copy()
         obs = create_empty_array(self.single_observation_space, self.num_envs)
         for ids, part in zip(self._shards, parts):
-            _assign(obs, ids, part)
+            put_rows(obs, ids, part)
         return obs
 
     def _merge_batches(self, parts: list[VehicleBatch]) -> VehicleBatch:
@@ -228,14 +228,6 @@ class ShardedVectorEnv(gymnasium.vector.VectorEnv):
 
 def _concat_pairs(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
-
-
-def _assign(batch: Any, positions: np.ndarray, part: Any) -> None:
-    if isinstance(batch, dict):
-        for key in batch:
-            _assign(batch[key], positions, part[key])
-    else:
-        batch[positions] = part
 
 
 def merge_infos(parts: list[dict], sizes: list[int]) -> dict:

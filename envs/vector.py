@@ -191,7 +191,7 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
             column[ended] = values
             driving[name] = column
         new_obs = finish_reset()
-        _put(self._native_obs, ended, new_obs)
+        put_rows(self._native_obs, ended, new_obs)
         rows = self.sim.states(ended, self._detail, self._view_m)
         self._states = replace_rows(self._states, ended, rows)
         self.tracker.start(ended, [None] * len(ended), rows)
@@ -274,10 +274,14 @@ def _take(observation: Any, i: int) -> Any:
     return observation[i].copy()
 
 
-def _put(observation: Any, env_ids: np.ndarray, values: Any) -> None:
+def put_rows(observation: Any, env_ids: np.ndarray, values: Any) -> None:
+    """``observation[env_ids] = values`` for batched observations, nested dicts and tuples too."""
     if isinstance(observation, dict):
         for k in observation:
-            _put(observation[k], env_ids, values[k])
+            put_rows(observation[k], env_ids, values[k])
+    elif isinstance(observation, tuple):
+        for target, part in zip(observation, values):
+            put_rows(target, env_ids, part)
     else:
         observation[env_ids] = values
 

@@ -37,6 +37,7 @@ from drivelab.envs.processes import DEFAULT_TIMEOUT_S, ProcessGroup, usable_cpus
 from drivelab.envs.road import RoadRaster, network_signature
 from drivelab.envs.scenarios import Scenario
 from drivelab.envs.states import VehicleBatch, replace_rows
+from drivelab.envs.vector import put_rows
 
 log = logging.getLogger(__name__)
 
@@ -186,18 +187,6 @@ def _field(replies: dict[int, dict], name: str, key: Any) -> dict[int, Any]:
     return {w: reply[name] if key is ... else reply[name][key] for w, reply in replies.items()}
 
 
-def _assign(batch: Any, positions: np.ndarray, part: Any) -> None:
-    """``batch[positions] = part`` for (nested dict or tuple) observation batches."""
-    if isinstance(batch, dict):
-        for key in batch:
-            _assign(batch[key], positions, part[key])
-    elif isinstance(batch, tuple):
-        for target, values in zip(batch, part):
-            _assign(target, positions, values)
-    else:
-        batch[positions] = part
-
-
 class WorkerSimulator:
     """The highway-env backend with its envs split over worker processes.
 
@@ -262,7 +251,7 @@ class WorkerSimulator:
         groups, replies = self._ask("reset", env_ids, seeds, shared=(wants, self._extras()))
         obs = create_empty_array(self.single_observation_space, len(env_ids))
         for w, pos in groups.items():
-            _assign(obs, pos, replies[w]["obs"])
+            put_rows(obs, pos, replies[w]["obs"])
             self._note_digests(env_ids[pos], replies[w]["digests"])
         self._note_objects(env_ids, groups, _field(replies, "objects", ...) if self._want_objects else None)
         for key in wants:
@@ -308,7 +297,7 @@ class WorkerSimulator:
         }, "step")
         obs = create_empty_array(self.single_observation_space, self.num_envs)
         for w, pos in groups.items():
-            _assign(obs, pos, replies[w]["obs"])
+            put_rows(obs, pos, replies[w]["obs"])
         rewards, terminated, truncated = (
             np.concatenate([replies[w][name] for w in groups])
             for name in ("rewards", "terminated", "truncated")
@@ -442,7 +431,7 @@ class WorkerSimulator:
         resets = {w: replies[w]["reset"] for w in groups}
         obs = create_empty_array(self.single_observation_space, len(env_ids))
         for w, pos in groups.items():
-            _assign(obs, pos, resets[w]["obs"])
+            put_rows(obs, pos, resets[w]["obs"])
         success = [np.concatenate([replies[w]["success"][k] for w in groups]).astype(bool) for k in (0, 1)]
         return _PendingReset(
             env_ids=env_ids,
