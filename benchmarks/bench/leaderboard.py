@@ -14,8 +14,9 @@ everything on the board: ``benchmarks/results/LEADERBOARD.md`` (a section per sc
 ``leaderboard_scenarios.md`` (one row per scenario, shown in README), the static HTML page
 (a tab per scenario, inline videos), and for each scenario's trained agents
 ``rl_<scenario>_camera.{json,md}`` (highway-fast's: ``rl_highway_camera``): each agent's
-per-seed results with mean and spread across training seeds. An entry that cannot drive a scenario (a policy refused by its action space)
-is listed under the scenario with the reason, and the others go on.
+per-seed results with mean and spread across training seeds. An entry that cannot drive a
+scenario (a policy refused by its action space) is listed under the scenario with the reason,
+and the others go on.
 """
 
 from __future__ import annotations
