@@ -187,11 +187,11 @@ class ProcessGroup:
                 raise self._fail(w, what) from None
         return self._gather(messages, what)
 
-    def call_all(self, command: str, args: Sequence[tuple] | tuple = (), what: str | None = None) -> list[Any]:
-        """``command`` on every worker, with the same ``args`` or a tuple per worker; replies in order."""
-        per_worker = list(args) if args and isinstance(args, list) else [tuple(args)] * len(self._workers)
-        replies = self.call({w: (command, per_worker[w]) for w in range(len(self._workers))}, what or command)
-        return [replies[w] for w in range(len(self._workers))]
+    def call_all(self, command: str, per_worker: Sequence[tuple] | None = None) -> list[Any]:
+        """``command`` on every worker, with its own arguments (``per_worker[w]``) or none; replies in order."""
+        workers = range(len(self._workers))
+        replies = self.call({w: (command, tuple(per_worker[w]) if per_worker else ()) for w in workers}, command)
+        return [replies[w] for w in workers]
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""
