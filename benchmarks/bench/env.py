@@ -121,7 +121,7 @@ def measure_drivelab(
     spec = SCENARIOS[scenario]
     backend = "envpool" if spec.envpool_id is not None else "highway-env"
     env = de.make_vec(spec.env_id, num_envs=num_envs, backend=backend, observation=observation, seed=seed,
-                      num_workers=num_workers if backend == "highway-env" or num_workers else None)
+                      num_workers=num_workers)
     if backend == "envpool":
         runner = "drivelab-sharded" if num_workers else "drivelab-envpool"
     else:
