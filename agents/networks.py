@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import torch
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.dqn.policies import CnnPolicy as DQNCnnPolicy
 from stable_baselines3.dqn.policies import MlpPolicy as DQNMlpPolicy
 from torch import nn
@@ -37,6 +40,31 @@ class CameraActorCriticPolicy(ActorCriticCnnPolicy):
                 module.weight.copy_(fresh)
                 if module.bias is not None:
                     module.bias.zero_()
+
+
+class VectorExtractor(BaseFeaturesExtractor):
+    """The ``mlp`` policy's input: a flat vector, or a dict of them concatenated (parking's goal).
+
+    A ``Box`` observation is flattened, as SB3's ``FlattenExtractor`` does. A ``Dict`` one, such
+    as parking's ``observation`` / ``achieved_goal`` / ``desired_goal``, is flattened part by part
+    and concatenated in sorted key order, so the order a space lists its parts in (an env's, or
+    one rebuilt from an export's JSON) cannot change the network's input. No weights: exports of
+    either kind load alike.
+    """
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        if isinstance(observation_space, gym.spaces.Dict):
+            self.keys: tuple[str, ...] | None = tuple(sorted(observation_space.spaces))
+            size = sum(get_flattened_obs_dim(observation_space.spaces[key]) for key in self.keys)
+        else:
+            self.keys = None
+            size = get_flattened_obs_dim(observation_space)
+        super().__init__(observation_space, size)
+
+    def forward(self, observations: Any) -> torch.Tensor:
+        if self.keys is None:
+            return torch.flatten(observations, start_dim=1)
+        return torch.cat([torch.flatten(observations[key], start_dim=1) for key in self.keys], dim=1)
 
 
 POLICY_CLASSES: dict[tuple[str, str], type[BasePolicy]] = {
@@ -90,4 +118,6 @@ def policy_kwargs(
             "augment_shift_px": encoder.augment_shift_px,
             "load_weights": load_encoder_weights,
         }
+    else:
+        kwargs["features_extractor_class"] = VectorExtractor
     return kwargs

@@ -87,13 +87,9 @@ class TrainedPolicy(Policy):
         )
         action_space = getattr(env, "single_action_space", None) or getattr(env, "action_space", None)
         problems = []
-        if observation_space is not None and (
-            observation_space.shape != self.observation_space.shape
-            or observation_space.dtype != self.observation_space.dtype
-        ):
+        if observation_space is not None and _layout(observation_space) != _layout(self.observation_space):
             problems.append(
-                f"observations {observation_space.shape} {observation_space.dtype} vs the policy's "
-                f"{self.observation_space.shape} {self.observation_space.dtype}"
+                f"observations {_describe(observation_space)} vs the policy's {_describe(self.observation_space)}"
             )
         if action_space is not None and action_space != self.action_space:
             problems.append(f"actions {action_space} vs the policy's {self.action_space}")
@@ -110,15 +106,36 @@ class TrainedPolicy(Policy):
         if env is not None and id(env) != self._checked_env_id:
             self.check_env(env)
             self._checked_env_id = id(env)
-        observation = np.asarray(observation)
-        if observation.shape[1:] != self.observation_space.shape:
+        if isinstance(observation, Mapping):  # a dict observation (parking's goal-conditioned one)
+            observation = {key: np.asarray(value) for key, value in observation.items()}
+            given = {key: (value.shape[1:], value.dtype) for key, value in observation.items()}
+            fits = {key: shape for key, (shape, _) in given.items()} == {
+                key: shape for key, (shape, _) in _layout(self.observation_space).items()}
+            got = ", ".join(f"{key} {shape}" for key, (shape, _) in given.items())
+        else:
+            observation = np.asarray(observation)
+            fits = observation.shape[1:] == self.observation_space.shape
+            got = str(observation.shape)
+        if not fits:
             raise PolicySpecError(
-                f"policy {self.name!r} expects observations (B, {', '.join(map(str, self.observation_space.shape))})"
-                f", got {observation.shape}"
+                f"policy {self.name!r} expects observations (B, ...) of {_describe(self.observation_space)}, got {got}"
             )
         with torch.no_grad():
             actions, _ = self.sb3_policy.predict(observation, deterministic=deterministic)
         return np.asarray(actions)
+
+
+def _layout(space: gym.Space) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Shape and dtype of each part of an observation space (one part, ``""``, unless a ``Dict``)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: (tuple(sub.shape), sub.dtype) for key, sub in space.spaces.items()}
+    return {"": (tuple(space.shape or ()), space.dtype)}
+
+
+def _describe(space: gym.Space) -> str:
+    """``(64, 64, 4) uint8``, or ``{observation: (6,) float64, ...}`` for a dict space."""
+    parts = [f"{key + ': ' if key else ''}{shape} {dtype}" for key, (shape, dtype) in _layout(space).items()]
+    return parts[0] if len(parts) == 1 and not isinstance(space, gym.spaces.Dict) else "{" + ", ".join(parts) + "}"
 
 
 _MOVED_TO_BASELINES = ("BASELINES", "IDMMobilPolicy", "IdlePolicy", "RandomPolicy", "make_baseline")

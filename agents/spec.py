@@ -35,11 +35,15 @@ MAX_SPACE_SIDE = 4096
 MAX_SPACE_ELEMENTS = 1 << 26  # per observation; a 48 x 2048 x 2048 camera stack is past any policy here
 MAX_ACTIONS = 1 << 20
 SPACE_DTYPES = ("uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "bool")
+MAX_DICT_KEYS = 16
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def space_to_dict(space: gym.Space) -> dict[str, Any]:
-    """JSON description of a Box or Discrete space."""
+    """JSON description of a Box or Discrete space, or a Dict of Boxes (parking's goal observation)."""
+    if isinstance(space, gym.spaces.Dict) and all(isinstance(sub, gym.spaces.Box) for sub in space.spaces.values()):
+        return {"type": "dict", "spaces": {key: space_to_dict(sub) for key, sub in space.spaces.items()}}
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.Box):
@@ -76,13 +80,24 @@ def space_from_dict(description: Any, what: str = "space") -> gym.Space:
     if not isinstance(description, Mapping):
         raise PolicySpecError(f"{what} must be a mapping with a 'type' (box or discrete), got {description!r}")
     kind = description.get("type")
+    if kind == "dict":
+        parts = description.get("spaces")
+        if not (isinstance(parts, Mapping) and 1 <= len(parts) <= MAX_DICT_KEYS
+                and all(isinstance(key, str) and _KEY.fullmatch(key) for key in parts)):
+            raise PolicySpecError(
+                f"{what}: a dict space needs 'spaces', 1 to {MAX_DICT_KEYS} parts named by identifiers, got {parts!r}"
+            )
+        boxes = {key: space_from_dict(sub, f"{what}[{key!r}]") for key, sub in parts.items()}
+        if not all(isinstance(box, gym.spaces.Box) for box in boxes.values()):
+            raise PolicySpecError(f"{what}: every part of a dict space must be a box")
+        return gym.spaces.Dict(boxes)
     if kind == "discrete":
         n, start = description.get("n"), description.get("start", 0)
         if not (_is_int(n) and 1 <= n <= MAX_ACTIONS and _is_int(start) and abs(start) <= 2**31):
             raise PolicySpecError(f"{what}: discrete n must be an integer in [1, {MAX_ACTIONS}], got {n!r}")
         return gym.spaces.Discrete(n, start=start)
     if kind != "box":
-        raise PolicySpecError(f"unknown {what} type {kind!r}; valid: box, discrete")
+        raise PolicySpecError(f"unknown {what} type {kind!r}; valid: box, discrete, dict")
     shape, dtype = description.get("shape"), description.get("dtype")
     if not (
         isinstance(shape, list) and 1 <= len(shape) <= MAX_SPACE_DIMS

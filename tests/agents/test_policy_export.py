@@ -139,3 +139,39 @@ def test_augmentation_trains_but_never_acts(tmp_path: Path, tiny_config) -> None
         extractor.eval()
         assert torch.equal(extractor(frames), extractor(frames))
     np.testing.assert_array_equal(exported.act(observations), pickled.act(observations))
+
+
+def test_dict_observation_policy_trains_exports_and_acts(tmp_path: Path) -> None:
+    """Parking's goal-conditioned observation (a dict of vectors) trains an mlp PPO whose export
+    describes the dict space, loads without pickles and acts like the checkpoint."""
+    from drivelab.agents import load_train_config
+    from drivelab.agents.spec import space_from_dict, space_to_dict
+
+    config = load_train_config("drivelab/parking-v0", "ppo", {
+        "observation": "native", "policy": "mlp", "total_steps": 128, "checkpoint_every_steps": 64,
+        "eval_every_steps": 128, "eval_episodes": 2, "eval_envs": 2, **TINY_PPO})
+    result = train(config, tmp_path / "parking", progress_bar=False)
+    exported = load_policy(result.final_export)
+    space = exported.observation_space
+    assert sorted(exported.spec["observation_space"]["spaces"]) == ["achieved_goal", "desired_goal", "observation"]
+    assert space_from_dict(space_to_dict(space)) == space
+    pickled = load_policy(find_last_checkpoint(result.run_dir / "checkpoints").folder / "model.zip", trust_pickle=True)
+    vec = de.make_vec("drivelab/parking-v0", num_envs=3, observation="native", seed=5)
+    try:
+        observation, _ = vec.reset()
+        actions = exported.act(observation, vec)
+        assert actions.shape == (3, 2) and np.all(np.abs(actions) <= 1)
+        np.testing.assert_array_equal(actions, pickled.act(observation, vec))
+        with pytest.raises(PolicySpecError, match="expects observations"):
+            exported.act({key: value[:, :4] for key, value in observation.items()})
+    finally:
+        vec.close()
+    report = evaluate(exported, "drivelab/parking-v0", episodes=2, num_envs=2, env_kwargs={"observation": "native"})
+    assert len(report.episodes) == 2
+    with pytest.raises(PolicySpecError, match="a dict space needs 'spaces'"):
+        space_from_dict({"type": "dict", "spaces": {"bad key": {"type": "discrete", "n": 2}}})
+    with pytest.raises(PolicySpecError, match="every part of a dict space must be a box"):
+        space_from_dict({"type": "dict", "spaces": {"a": {"type": "discrete", "n": 2}}})
+
+
+TINY_PPO = {"ppo.n_envs": 4, "ppo.n_steps": 16, "ppo.batch_size": 32, "ppo.n_epochs": 2, "ppo.net_arch": [32]}
