@@ -12,6 +12,7 @@ from drivelab.agents.configs import (
     DQNConfig,
     EncoderConfig,
     PPOConfig,
+    SACConfig,
     TrainConfig,
     load_train_config,
 )
@@ -58,7 +59,7 @@ from drivelab.agents.train import TrainResult, train
 __all__ = [
     "ALGOS", "BASELINES", "BASELINE_PREFIX", "CheckpointError", "ConfigError", "DEFAULT_PROTOCOL", "DQNConfig",
     "DRIVING_FIELDS", "EncoderConfig", "EpisodeRecord", "EvalProtocol", "EvaluationResult", "IDMMobilPolicy",
-    "IdlePolicy", "PPOConfig", "PROTOCOL_SEED_BASE", "Policy", "PolicyLoadError", "PolicySource",
+    "IdlePolicy", "PPOConfig", "SACConfig", "PROTOCOL_SEED_BASE", "Policy", "PolicyLoadError", "PolicySource",
     "PolicySpecError", "ProtocolError", "RandomPolicy", "RunDirError", "SELECTION_SEED_BASE", "TRAIN_SEED_LIMIT",
     "TrainConfig", "TrainResult", "TrainedPolicy", "UnsafePolicyFileError", "available_protocols",
     "env_kwargs_from_spec", "evaluate", "export_policy", "find_run_config", "load_policy", "load_protocol",

@@ -4,7 +4,7 @@ Layout inside a run's ``checkpoints/`` folder::
 
     step_000000020480/        one complete checkpoint
         model.zip             SB3 save: weights, optimizer state, step counter, schedules
-        replay_buffer.pkl     off-policy algorithms (DQN) only
+        replay_buffer.pkl     off-policy algorithms (DQN, SAC) only
         rng.json              torch and numpy global RNG states
         manifest.json         size and SHA-256 of each file above
     last.json                 pointer to the newest complete checkpoint (same content as its manifest)
@@ -26,6 +26,7 @@ import logging
 import os
 import pickle
 import shutil
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3 import DQN, PPO
+from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
@@ -48,7 +49,10 @@ MODEL_FILE = "model.zip"
 REPLAY_FILE = "replay_buffer.pkl"
 RNG_FILE = "rng.json"
 MANIFEST_FILE = "manifest.json"
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN, "sac": SAC}
+# SB3 ``load`` overrides for a SAC that only acts: a 1-transition plain buffer instead of its
+# (hindsight) replay buffer, which needs an env and would allocate buffer_size transitions.
+ACT_ONLY_SAC = {"replay_buffer_class": None, "replay_buffer_kwargs": {}, "buffer_size": 1}
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ def save_checkpoint(
 
     Args:
         model: the SB3 algorithm being trained.
-        algo: ``"ppo"`` or ``"dqn"``.
+        algo: ``"ppo"``, ``"dqn"`` or ``"sac"``.
         folder: the run's ``checkpoints/`` folder.
         keep: how many complete checkpoints to keep (the newest ones).
         training_wall_s: the run's training time so far [s]; a resume continues from it, so
@@ -229,10 +233,17 @@ def load_checkpoint(
         CheckpointError: a file that verified but cannot be read back.
     """
     algorithm = ALGORITHMS[info.algo]
+    if env is None and info.algo == "sac":  # only acting: no hindsight buffer (it needs an env), none allocated
+        model_overrides = {"custom_objects": ACT_ONLY_SAC, **model_overrides}
+    with_buffer = "custom_objects" not in model_overrides
     try:
         model = algorithm.load(info.folder / MODEL_FILE, env=env, device=device, **model_overrides)
-        if REPLAY_FILE in info.files and isinstance(model, OffPolicyAlgorithm):
-            model.load_replay_buffer(info.folder / REPLAY_FILE)
+        if REPLAY_FILE in info.files and isinstance(model, OffPolicyAlgorithm) and with_buffer:
+            with warnings.catch_warnings():
+                # A resume resets every env, so the episode a hindsight buffer was saved in is
+                # over: truncating it, as SB3 does by default, is right; its warning is noise.
+                warnings.filterwarnings("ignore", "The last trajectory in the replay buffer will be truncated")
+                model.load_replay_buffer(info.folder / REPLAY_FILE)
         _set_rng_state(json.loads((info.folder / RNG_FILE).read_text()))
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, RuntimeError, TypeError,
             AttributeError, pickle.UnpicklingError) as error:

@@ -29,15 +29,15 @@ from drivelab.perception.encoders import TRUNK_NAMES
 
 __all__ = [
     "ALGOS", "BCConfig", "BUILTIN_ENCODERS", "DQNConfig", "EncoderConfig", "OBSERVATIONS", "POLICY_NETS", "PPOConfig",
-    "PROTOCOL_SEED_BASE", "SELECTION_SEED_BASE", "TRAIN_SEED_LIMIT", "TrainConfig", "check_env_settings",
+    "PROTOCOL_SEED_BASE", "SACConfig", "SELECTION_SEED_BASE", "TRAIN_SEED_LIMIT", "TrainConfig", "check_env_settings",
     "hyperparams_path", "load_train_config", "read_hyperparams", "scenario_name",
 ]
 
-Algo = Literal["ppo", "dqn", "bc"]
+Algo = Literal["ppo", "dqn", "bc", "sac"]
 Observation = Literal["camera", "native"]
 PolicyNet = Literal["cnn", "mlp"]
 Backend = Literal["auto", "envpool", "highway-env"]
-ALGOS: tuple[str, ...] = ("ppo", "dqn", "bc")
+ALGOS: tuple[str, ...] = ("ppo", "dqn", "bc", "sac")
 OBSERVATIONS: tuple[str, ...] = ("camera", "native")
 POLICY_NETS: tuple[str, ...] = ("cnn", "mlp")
 BUILTIN_ENCODERS: tuple[str, ...] = TRUNK_NAMES  # fresh encoders; anything else is a checkpoint path
@@ -129,6 +129,30 @@ class DQNConfig:
 
 
 @dataclass(frozen=True)
+class SACConfig:
+    """Stable-Baselines3 SAC hyperparameters (names as in SB3), with hindsight experience replay.
+
+    For continuous-action scenarios on their native observation. On a goal scenario (parking)
+    ``her_goals > 0`` stores every transition with that many extra goals the ego reached later
+    in its episode (SB3's ``HerReplayBuffer``, goal strategy ``her_strategy``), as rl-zoo3 and
+    highway-env's own example train parking.
+    """
+
+    n_envs: int = bounded(4, low=1, high=MAX_NUM_ENVS)
+    buffer_size: int = bounded(1_000_000, low=1, high=100_000_000)  # transitions
+    learning_starts: int = bounded(1_000, low=0, high=MAX_STEPS)
+    batch_size: int = bounded(1024, low=1, high=1_000_000)
+    learning_rate: float = bounded(1e-3, low=0, low_open=True, high=1.0)
+    gamma: float = bounded(0.95, low=0, high=1, low_open=True)
+    tau: float = bounded(0.05, low=0, high=1, low_open=True)  # soft update of the target critics
+    train_freq: int = bounded(1, low=1, high=MAX_STEPS)  # vector-env steps between updates
+    gradient_steps: int = bounded(1, low=1, high=10_000)
+    her_goals: int = bounded(4, low=0, high=64)  # relabelled goals per transition; 0 = plain replay
+    her_strategy: Literal["future", "final", "episode"] = "future"
+    net_arch: tuple[int, ...] = _net_arch((256, 256))  # hidden layers of the actor and of each critic
+
+
+@dataclass(frozen=True)
 class BCConfig:
     """Behaviour cloning: record an expert driving on the batched backend, then fit the policy network.
 
@@ -171,6 +195,7 @@ class TrainConfig:
     ppo: PPOConfig | None = None  # set when algo == "ppo"
     dqn: DQNConfig | None = None  # set when algo == "dqn"
     bc: BCConfig | None = None  # set when algo == "bc"
+    sac: SACConfig | None = None  # set when algo == "sac"
     # A policy (run folder or export, e.g. a bc run) whose weights start PPO or DQN; "" = random init.
     init_from: str = ""
     # PPO started from init_from: env steps of the clone driving, used only to fit the value head
@@ -192,7 +217,8 @@ class TrainConfig:
         if self.algo not in ALGOS:
             raise ConfigError(f"unknown algorithm {self.algo!r}. Valid algorithms: {', '.join(ALGOS)}")
         # Fill the chosen algorithm's section with defaults; drop the other one.
-        sections = {"ppo": self.ppo or PPOConfig(), "dqn": self.dqn or DQNConfig(), "bc": self.bc or BCConfig()}
+        sections = {"ppo": self.ppo or PPOConfig(), "dqn": self.dqn or DQNConfig(), "bc": self.bc or BCConfig(),
+                    "sac": self.sac or SACConfig()}
         for algo in ALGOS:
             object.__setattr__(self, algo, sections[algo] if algo == self.algo else None)
         self._check()
@@ -240,8 +266,12 @@ class TrainConfig:
             raise ConfigError(f"crash_penalty must be >= 0 (it is subtracted on a crash), got {self.crash_penalty}")
         if self.checkpoint_every_steps <= 0 or self.eval_every_steps < 0:
             raise ConfigError("checkpoint_every_steps must be positive and eval_every_steps >= 0")
+        if self.algo == "sac" and self.policy != "mlp":
+            raise ConfigError("sac trains on native observations with policy: mlp (use --obs native)")
         if self.init_from and self.algo == "bc":
             raise ConfigError("init_from starts PPO or DQN from a policy; a bc run learns from its expert instead")
+        if self.init_from and self.algo == "sac":
+            raise ConfigError("init_from starts PPO or DQN from a policy; sac starts from random weights")
         if self.ppo is not None and self.ppo.batch_size > self.ppo.n_envs * self.ppo.n_steps:
             raise ConfigError(
                 f"ppo.batch_size ({self.ppo.batch_size}) exceeds the rollout size "
@@ -250,9 +280,9 @@ class TrainConfig:
         check_env_settings(self.env_id, self.observation, self.camera, self.env_config, "train config")
 
     @property
-    def algo_config(self) -> PPOConfig | DQNConfig | BCConfig:
+    def algo_config(self) -> PPOConfig | DQNConfig | BCConfig | SACConfig:
         """The hyperparameters of the chosen algorithm."""
-        return {"ppo": self.ppo, "dqn": self.dqn, "bc": self.bc}[self.algo]  # type: ignore[return-value]
+        return {"ppo": self.ppo, "dqn": self.dqn, "bc": self.bc, "sac": self.sac}[self.algo]  # type: ignore[return-value]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples) that ``from_mapping`` turns back into this config."""
@@ -310,7 +340,7 @@ def load_train_config(
 
     Args:
         env_id: drivelab scenario id.
-        algo: ``"ppo"``, ``"dqn"`` or ``"bc"``.
+        algo: ``"ppo"``, ``"dqn"``, ``"bc"`` or ``"sac"``.
         overrides: dotted keys over the YAML values, e.g. ``{"total_steps": 5000, "ppo.n_steps": 32}``.
         hyperparams_file: a YAML file to use instead of the shipped one.
 

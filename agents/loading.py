@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from stable_baselines3 import DQN, PPO
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.sac.policies import SACPolicy
 
 from drivelab.agents import zoo
+from drivelab.agents.checkpoints import ACT_ONLY_SAC, ALGORITHMS
 from drivelab.agents.configs import EncoderConfig
 from drivelab.agents.errors import CheckpointError, PolicyLoadError, UnsafePolicyFileError
 from drivelab.agents.export import load_weights
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 BASELINE_PREFIX = "baseline:"
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN}
 # Keys of a training run's config.json that describe the env a bare checkpoint acts in.
 RUN_CONFIG_KEYS = ("env_id", "algo", "seed", "observation", "camera", "env_config")
 
@@ -247,8 +246,9 @@ def _load_exported(spec: dict[str, Any], spec_file: Path, device: str) -> Traine
 def _load_sb3_zip(path: Path, device: str) -> TrainedPolicy:
     try:
         data, _, _ = load_from_zip_file(path, device=device)
-        algo = "dqn" if issubclass(data["policy_class"], DQNPolicy) else "ppo"
-        model = ALGORITHMS[algo].load(path, device=device)
+        policy = data["policy_class"]
+        algo = "dqn" if issubclass(policy, DQNPolicy) else "sac" if issubclass(policy, SACPolicy) else "ppo"
+        model = ALGORITHMS[algo].load(path, device=device, custom_objects=ACT_ONLY_SAC if algo == "sac" else None)
     except (zipfile.BadZipFile, ValueError, RuntimeError, EOFError, KeyError, OSError, TypeError) as error:
         raise CheckpointError(f"SB3 checkpoint {path} is corrupt or truncated: {error}") from error
     model.policy.set_training_mode(False)

@@ -16,6 +16,7 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.dqn.policies import CnnPolicy as DQNCnnPolicy
 from stable_baselines3.dqn.policies import MlpPolicy as DQNMlpPolicy
+from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from drivelab.agents.configs import EncoderConfig
@@ -75,6 +76,7 @@ POLICY_CLASSES: dict[tuple[str, str], type[BasePolicy]] = {
     # Behaviour cloning fits PPO's actor-critic, so a clone can start PPO with every weight in place.
     ("bc", "cnn"): CameraActorCriticPolicy,
     ("bc", "mlp"): ActorCriticPolicy,
+    ("sac", "mlp"): SACPolicy,  # the actor, both critics and their targets
 }
 ACTOR_CRITIC_ALGOS = ("ppo", "bc")
 
@@ -98,7 +100,7 @@ def policy_kwargs(
     """SB3 ``policy_kwargs`` for a run.
 
     Args:
-        algo: ``"ppo"``, ``"bc"`` (both an actor-critic) or ``"dqn"``.
+        algo: ``"ppo"``, ``"bc"`` (both an actor-critic), ``"dqn"`` or ``"sac"``.
         policy_net: ``"cnn"`` (camera frames through a drivelab encoder) or ``"mlp"``.
         net_arch: hidden layer sizes of the heads after the features extractor.
         encoder: the camera encoder (``cnn`` only).

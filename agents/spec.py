@@ -139,7 +139,7 @@ def _file_name(value: Any, key: str) -> str:
 class PolicySpec:
     """The typed, bounded fields of a ``policy.json`` (extra keys, such as ``eval``, pass)."""
 
-    algo: Literal["ppo", "dqn", "bc"]  # bc: behaviour cloning into PPO's actor-critic network
+    algo: Literal["ppo", "dqn", "bc", "sac"]  # bc: behaviour cloning into PPO's actor-critic network
     policy_net: Literal["cnn", "mlp"]
     env_id: str
     observation: Literal["camera", "native"]

@@ -36,7 +36,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3 import DQN, PPO
+from stable_baselines3 import DQN, PPO, SAC, HerReplayBuffer
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import Logger
@@ -80,6 +80,8 @@ from drivelab.agents.runs import (  # noqa: F401 - resolve_device, env_kwargs, l
 from drivelab.agents.spec import read_spec
 from drivelab.agents.warm_start import check_fits, check_init_from, warm_start
 from drivelab.core.files import ensure_dir
+from drivelab.envs.config import longest_episode_steps
+from drivelab.envs.goals import GOAL_FAMILIES, has_goal
 
 log = logging.getLogger("drivelab.agents")
 
@@ -109,9 +111,29 @@ def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
     """The SB3 vector env of a run (batched backend), checked against the algorithm.
 
     Raises:
-        ConfigError: DQN on a continuous-action scenario, or a bad env/camera config.
+        ConfigError: DQN on a continuous-action scenario, SAC on a discrete one, hindsight
+            replay without goals, or a bad env/camera config.
     """
+    if config.sac is not None and config.sac.her_goals > 0 and not has_goal(de.get_scenario(config.env_id)):
+        raise ConfigError(
+            f"sac.her_goals relabels goals, but {config.env_id} has none (goal scenarios: {', '.join(GOAL_FAMILIES)}); "
+            "set sac.her_goals=0 for plain replay"
+        )
+    if config.sac is not None and config.sac.her_goals > 0:
+        longest = longest_episode_steps(de.get_scenario(config.env_id), config.env_config)
+        if longest is not None and config.sac.learning_starts < longest * config.sac.n_envs:
+            raise ConfigError(
+                f"sac.learning_starts ({config.sac.learning_starts}) must let every env finish an episode before "
+                f"hindsight replay samples: at least {longest} steps x {config.sac.n_envs} envs = "
+                f"{longest * config.sac.n_envs}; raise it or lower sac.n_envs"
+            )
     env: VecEnv = de.make_sb3(config.env_id, num_envs=config.algo_config.n_envs, seed=seed, **env_kwargs(config))
+    if config.algo == "sac" and not isinstance(env.action_space, gym.spaces.Box):
+        env.close()
+        raise ConfigError(
+            f"SAC needs continuous actions, but {config.env_id} has discrete actions {env.action_space}; "
+            "use --algo ppo or dqn"
+        )
     if config.algo == "dqn" and not isinstance(env.action_space, gym.spaces.Discrete):
         env.close()
         raise ConfigError(
@@ -131,6 +153,16 @@ def build_model(config: TrainConfig, env: VecEnv, device: str) -> BaseAlgorithm:
         config.algo, config.policy, hyper.net_arch, config.encoder, load_encoder_weights=config.encoder.pretrained
     )
     common = {"policy_kwargs": kwargs, "seed": config.seed, "device": device, "verbose": 0}
+    if config.algo == "sac":
+        her: dict[str, Any] = {}
+        if hyper.her_goals > 0:
+            her = {"replay_buffer_class": HerReplayBuffer, "replay_buffer_kwargs": {
+                "n_sampled_goal": hyper.her_goals, "goal_selection_strategy": hyper.her_strategy}}
+        return SAC(
+            network, env, learning_rate=hyper.learning_rate, buffer_size=hyper.buffer_size,
+            learning_starts=hyper.learning_starts, batch_size=hyper.batch_size, tau=hyper.tau, gamma=hyper.gamma,
+            train_freq=hyper.train_freq, gradient_steps=hyper.gradient_steps, **her, **common,
+        )
     if config.algo == "ppo":
         return PPO(
             network, env, learning_rate=hyper.learning_rate, n_steps=hyper.n_steps,

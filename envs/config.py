@@ -28,6 +28,15 @@ def highway_env_defaults(highway_env_id: str) -> dict[str, Any]:
     return dict(env_cls.default_config())
 
 
+def longest_episode_steps(scenario: Scenario, overrides: Mapping[str, Any] | None = None) -> int | None:
+    """Policy steps of a scenario's longest episode (its time limit, plus one step of slack for
+    highway-env's float clock); None for scenarios without a ``duration`` (merge)."""
+    config = {**highway_env_defaults(scenario.highway_env_id), **(overrides or {})}
+    if "duration" not in config:
+        return None
+    return int(math.ceil(config["duration"] * config["policy_frequency"])) + 1
+
+
 # Upper bounds of the size-like keys: past these a scenario only exhausts memory or never ends.
 SIZE_LIMITS: dict[str, float] = {
     "vehicles_count": 500, "lanes_count": 16, "controlled_vehicles": 16, "initial_lane_id": 15,

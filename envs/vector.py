@@ -22,6 +22,7 @@ from gymnasium.vector.utils import batch_space
 
 from drivelab.envs.camera import BatchedCamera, CameraConfig
 from drivelab.envs.errors import ActionError, ConfigError, simulator_errors
+from drivelab.envs.goals import goal_reward
 from drivelab.envs.metrics import EpisodeTracker
 from drivelab.envs.scenarios import Scenario
 from drivelab.envs.states import VehicleBatch, replace_rows
@@ -90,6 +91,11 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         if self._full_states is None:  # read lazily: the camera and metrics need less
             self._full_states = self.sim.states(self._all, "full")
         return self._full_states
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
+        """The reward of reaching ``achieved_goal`` when ``desired_goal`` was asked, per row (parking:
+        highway-env's ``compute_reward``, without the crash term), for hindsight relabelling (HER)."""
+        return goal_reward(self.scenario, self.sim_config, achieved_goal, desired_goal)
 
     def ego_step_info(self) -> tuple[np.ndarray, np.ndarray]:
         """The ego's speed [m/s] and crashed flag ``(B,)`` at the last step, before any autoreset."""

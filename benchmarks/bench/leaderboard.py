@@ -3,10 +3,11 @@
 For every scenario asked for (default: highway-fast, merge, roundabout, intersection, parking,
 racetrack) it evaluates random, idle, the scenario's rule-based driver (``baseline:rules``;
 where this drivelab has no such label, the scenario's own driver, see ``RULE_DRIVERS``), the
-zoo's trained agents (``zoo:ppo/<scenario>``, ``zoo:dqn/<scenario>``, where shipped) and the
-trained camera agents found under ``--runs`` (every run directory below it whose
-``config.json`` names the scenario and camera frames: one entry per algorithm, one run per
-training seed, as `drivelab bench rl` and the suites lay them out), on the protocol's held-out
+zoo's trained agents (``zoo:ppo/<scenario>``, ``zoo:dqn/<scenario>``, ``zoo:sac/parking``,
+where shipped) and the trained agents found under ``--runs`` (every run directory below it whose
+``config.json`` names the scenario: one entry per algorithm and observation, e.g. ``ppo-camera``
+or ``sac-native``, one run per training seed, as `drivelab bench rl` and the suites lay them
+out), on the protocol's held-out
 seeds with the reference backend. Each entry is submitted to ``--db`` through
 ``leaderboard.submit.evaluate_and_submit`` (an agent evaluated again updates its own entry)
 with one success and one failure recorded as small MP4s for the page. Then it writes, from
@@ -54,7 +55,8 @@ RESULTS = Path("benchmarks/results")
 SCENARIOS = ("highway-fast", "merge", "roundabout", "intersection", "parking", "racetrack")
 RL_REPORT_ENV = "drivelab/highway-fast-v0"  # rl_highway_camera.{json,md}: the highway-camera suite's agents
 BASELINES = ("random", "idle", "rules", "idm")
-ALGOS = ("ppo", "dqn")
+ALGOS = ("ppo", "dqn", "sac")  # sac: parking's goal-conditioned vector (native observation)
+OBSERVATIONS = ("camera", "native")  # trained entries are named ALGO-OBSERVATION
 AGENTS = (*BASELINES, "zoo", *ALGOS)
 DEFAULT_AGENTS = ("random", "idle", "rules", "zoo", *ALGOS)
 RULES_LABEL = "baseline:rules"
@@ -153,7 +155,8 @@ def plan_entries(
     examples: Path | None = None,
 ) -> list[PlannedEntry]:
     """The entries to evaluate on ``env_id``: the baselines asked for, the zoo's agents, then each
-    algorithm with trained runs (failure videos of those to ``videos/ALGO``); with ``examples``,
+    algorithm and observation with trained runs (failure videos of those to ``videos/ALGO``,
+    ``videos/ALGO-native``); with ``examples``,
     every entry records its success and failure clips to ``examples/ENTRY``."""
     roots = [runs_roots] if isinstance(runs_roots, Path) else list(runs_roots)
 
@@ -170,15 +173,17 @@ def plan_entries(
                 planned.append(PlannedEntry(f"zoo-{agent.algo}", (agent.label,), agent.algo, None,
                                             clips(f"zoo-{agent.algo}")))  # fmt: skip
     for algo in (a for a in ALGOS if a in agents):
-        runs = [run for root in roots for run in _run_dirs(root, algo, env_id)]
-        if runs:
-            name = f"{algo}-camera"
-            planned.append(PlannedEntry(name, tuple(map(str, runs)), algo, videos / algo, clips(name)))
+        for observation in OBSERVATIONS:
+            runs = [run for root in roots for run in _run_dirs(root, algo, env_id, observation)]
+            if runs:
+                name = f"{algo}-{observation}"
+                folder = videos / (algo if observation == "camera" else name)
+                planned.append(PlannedEntry(name, tuple(map(str, runs)), algo, folder, clips(name)))
     return planned
 
 
-def _run_dirs(root: Path, algo: str, env_id: str) -> list[Path]:
-    """Trained camera runs of ``algo`` on ``env_id`` below ``root`` that have an exported policy."""
+def _run_dirs(root: Path, algo: str, env_id: str, observation: str = "camera") -> list[Path]:
+    """Trained runs of ``algo`` on ``env_id`` and ``observation`` below ``root`` that have an exported policy."""
     found = []
     for config_path in sorted(root.glob("*/config.json")):
         try:
@@ -189,7 +194,7 @@ def _run_dirs(root: Path, algo: str, env_id: str) -> list[Path]:
                 f"out of {root}, or pass --runs"
             ) from error
         run = config_path.parent
-        if (config.get("algo"), config.get("env_id"), config.get("observation")) == (algo, env_id, "camera") and (
+        if (config.get("algo"), config.get("env_id"), config.get("observation")) == (algo, env_id, observation) and (
             (run / "best").exists() or (run / "final").exists()
         ):
             found.append(run)

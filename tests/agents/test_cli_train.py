@@ -88,7 +88,8 @@ def test_shipped_suites_resolve() -> None:
     assert grid(suite) == [("drivelab/highway-fast-v0", a, s) for a in ("ppo", "dqn") for s in (0, 1, 2)]
     assert grid(read_suite(suites / "smoke.yaml")) == [("drivelab/highway-fast-v0", a, 0) for a in ("ppo", "dqn")]
     everything = grid(read_suite(suites / "all-scenarios.yaml"))  # DQN only where the actions are discrete
-    assert len(everything) == 30 and ("drivelab/parking-v0", "dqn", 0) not in everything
+    assert len(everything) == 33 and ("drivelab/parking-v0", "dqn", 0) not in everything
+    assert [(s, a) for s, a, _ in everything if a == "sac"] == [("drivelab/parking-v0", "sac")] * 3
     assert {(s, a) for s, a, _ in everything} >= {("drivelab/merge-v0", "dqn"), ("drivelab/racetrack-v0", "ppo")}
 
 

@@ -122,6 +122,6 @@ def test_unknown_algorithm_and_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Valid algorithms: ppo, dqn"):
         load_train_config("drivelab/highway-fast-v0", "a2c")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("common: {}\nsac: {}\n")
+    bad.write_text("common: {}\ntd3: {}\n")
     with pytest.raises(ConfigError, match="Valid sections: common, ppo, dqn"):
         load_train_config("drivelab/highway-fast-v0", "ppo", hyperparams_file=bad)

@@ -278,7 +278,7 @@ def test_a_trial_left_running_by_a_killed_process_is_failed_and_retried(tmp_path
 
 @pytest.mark.parametrize("extra, match", [
     (["--env", "drivelab/highwy-v0"], "highwy"),
-    (["--algo", "sac"], "unknown algorithm 'sac'"),
+    (["--algo", "a2c"], "unknown algorithm 'a2c'"),
     (["--storage", "runs/study.db"], "is not supported; give sqlite:///PATH"),
     (["--storage", "postgresql://user:hunter2@127.0.0.1:9/optuna"], "cannot open the study storage"),
     (["--trials", "0"], "--trials must be at least 1"),
