@@ -157,7 +157,8 @@ def build_model(config: TrainConfig, env: VecEnv, device: str) -> BaseAlgorithm:
         her: dict[str, Any] = {}
         if hyper.her_goals > 0:
             her = {"replay_buffer_class": HerReplayBuffer, "replay_buffer_kwargs": {
-                "n_sampled_goal": hyper.her_goals, "goal_selection_strategy": hyper.her_strategy}}
+                "n_sampled_goal": hyper.her_goals, "goal_selection_strategy": hyper.her_strategy,
+                "copy_info_dict": True}}  # relabelled crashes keep the crash term (envs.goals)
         return SAC(
             network, env, learning_rate=hyper.learning_rate, buffer_size=hyper.buffer_size,
             learning_starts=hyper.learning_starts, batch_size=hyper.batch_size, tau=hyper.tau, gamma=hyper.gamma,

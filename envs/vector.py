@@ -22,7 +22,7 @@ from gymnasium.vector.utils import batch_space
 
 from drivelab.envs.camera import BatchedCamera, CameraConfig
 from drivelab.envs.errors import ActionError, ConfigError, simulator_errors
-from drivelab.envs.goals import goal_reward
+from drivelab.envs.goals import crashed_steps, goal_reward
 from drivelab.envs.metrics import EpisodeTracker
 from drivelab.envs.scenarios import Scenario
 from drivelab.envs.states import VehicleBatch, replace_rows
@@ -93,9 +93,11 @@ class DrivingVectorEnv(gymnasium.vector.VectorEnv):
         return self._full_states
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
-        """The reward of reaching ``achieved_goal`` when ``desired_goal`` was asked, per row (parking:
-        highway-env's ``compute_reward``, without the crash term), for hindsight relabelling (HER)."""
-        return goal_reward(self.scenario, self.sim_config, achieved_goal, desired_goal)
+        """The reward of reaching ``achieved_goal`` when ``desired_goal`` was asked, per row, for
+        hindsight relabelling (HER): highway-env's parking ``compute_reward``, plus its crash term
+        on the steps ``info`` (this env's infos, or SB3's per-env dicts) says crashed."""
+        rows = int(np.prod(np.shape(achieved_goal)[:-1]))
+        return goal_reward(self.scenario, self.sim_config, achieved_goal, desired_goal, crashed_steps(info, rows))
 
     def ego_step_info(self) -> tuple[np.ndarray, np.ndarray]:
         """The ego's speed [m/s] and crashed flag ``(B,)`` at the last step, before any autoreset."""

@@ -48,8 +48,12 @@ def test_step_reward_is_the_goal_reward_plus_the_crash_term(backend: str) -> Non
             for i in np.flatnonzero(ended):  # the reward belongs to the episode's last observation
                 achieved[i], desired[i] = infos["final_obs"][i]["achieved_goal"], infos["final_obs"][i]["desired_goal"]
                 crashed[i] = infos["driving"]["crashed"][i]
-            expected = vec.compute_reward(achieved, desired, infos) - 5.0 * crashed
+            expected = vec.compute_reward(achieved, desired) - 5.0 * crashed
             np.testing.assert_allclose(reward, expected, rtol=1e-5, atol=1e-6)
+            # Given the step's infos (the env's, or SB3's per-env dicts), the crash term is included.
+            np.testing.assert_allclose(vec.compute_reward(achieved, desired, infos), expected, rtol=1e-12)
+            per_env = [{"driving": {"crashed": bool(c)}} if e else {} for c, e in zip(crashed, ended, strict=True)]
+            np.testing.assert_allclose(vec.compute_reward(achieved, desired, per_env), expected, rtol=1e-12)
             crashes += int(crashed.sum())
         assert crashes >= 2  # the crash term was checked too
     finally:
