@@ -115,6 +115,9 @@ def watch_episode(
     scene: _SceneFrames | None = None
     last: dict[str, Any] = {}  # the camera frame the policy saw before the step, the return and step so far
 
+    def seen(observation_batch: Any) -> np.ndarray | None:  # the camera frame the panel shows, if any
+        return observation_batch[0] if show_camera else None
+
     def flush(camera_seen: np.ndarray | None, hud: str) -> None:
         for image in scene.take():
             frame = compose(image, camera_seen if show_camera else None, hud, overlays)
@@ -136,8 +139,8 @@ def watch_episode(
             # drawing of the frames between policy steps.
             first_observation, _ = vec.reset(seed=[seed])
             scene._capture_frame()
-            last.update(camera=first_observation[0], total=0.0, step=0)
-            flush(first_observation[0], f"{env_id}  seed {seed}  step 0")
+            last.update(camera=seen(first_observation), total=0.0, step=0)
+            flush(seen(first_observation), f"{env_id}  seed {seed}  step 0")
         except BaseException:
             vec.close()
             raise
@@ -165,7 +168,7 @@ def watch_episode(
                    f"  reward {total - last['total']:.2f}  return {total:.1f}"
                    f"  lane {ego.lane_index[2] if ego.lane_index else '-'}")
         flush(last["camera"], hud)
-        last.update(camera=observation_now[0], total=total)
+        last.update(camera=seen(observation_now), total=total)
 
     evaluate(policy, env_id, seeds=[seed], backend=REFERENCE_BACKEND, num_envs=1, make_env=make_env,
              deterministic=deterministic, on_step=on_step)

@@ -51,6 +51,11 @@ def test_sac_her_trains_resumes_and_exports(tmp_path: Path) -> None:
         np.testing.assert_array_equal(actions, pickled.act(observation, vec))
     finally:
         vec.close()
+    # Watching (zoo model cards, `drivelab watch`) plays a dict-observation policy too.
+    from drivelab.benchmarks.viewer.episode import watch_episode
+
+    episode = watch_episode(policy, PARKING, seed=3, observation="native", config={"duration": 2})
+    assert len(episode.frames) > 1 and episode.driving["length"] <= 11
 
 
 @pytest.mark.parametrize(("env_id", "overrides", "message"), [
