@@ -17,8 +17,9 @@ KINDS = {
     "random": ("random",),
     "idle": ("idle",),
     "rule-based driver": ("rules", "idm"),
-    "PPO": ("zoo-ppo", "ppo-camera"),
-    "DQN": ("zoo-dqn", "dqn-camera"),
+    "PPO": ("zoo-ppo", "ppo-camera", "ppo-native"),
+    "DQN": ("zoo-dqn", "dqn-camera", "dqn-native"),
+    "SAC": ("zoo-sac", "sac-native"),  # parking's goal-conditioned vector, with hindsight replay
 }
 
 
