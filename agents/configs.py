@@ -206,6 +206,10 @@ class TrainConfig:
     eval_episodes: int = bounded(20, low=1, high=100_000)
     eval_envs: int = bounded(10, low=1, high=MAX_NUM_ENVS)
     eval_seed: int = SELECTION_SEED_BASE  # held-out seeds for best-model selection
+    # The backend best-model selection runs on: "train" (the training env's, fast) or another one,
+    # e.g. "highway-env", the protocol's reference, where a policy's closed-loop behaviour on a
+    # batched port differs from the reference (slower: worth it for few, long evaluations).
+    eval_backend: Literal["train", "auto", "envpool", "highway-env"] = "train"
     # Wall-clock budget of the whole run (resumes and periodic evaluations included) [min];
     # training stops at the first step past it and checkpoints/exports as usual. 0: no budget.
     max_minutes: float = bounded(0.0, low=0)

@@ -150,8 +150,12 @@ def selection_evaluation(config: TrainConfig, model_ref: Callable[[], Any]) -> C
     """
     seeds = range(config.eval_seed, config.eval_seed + config.eval_episodes)
 
+    kwargs = env_kwargs(config)
+    if config.eval_backend != "train":
+        kwargs["backend"] = config.eval_backend
+
     def make_env(num_envs: int) -> Any:
-        return de.make_vec(config.env_id, num_envs=num_envs, seed=config.eval_seed, **env_kwargs(config))
+        return de.make_vec(config.env_id, num_envs=num_envs, seed=config.eval_seed, **kwargs)
 
     def run() -> EvaluationResult:
         policy = TrainedPolicy(model_ref().policy, name="eval")

@@ -140,3 +140,19 @@ def test_crash_penalty_shapes_training_rewards_only_on_crash_steps(tiny_config) 
     finally:
         shaped.close(), plain.close()
     assert crashes > 0
+
+
+def test_selection_can_run_on_the_reference_backend(tmp_path: Path, tiny_config) -> None:
+    """eval_backend=highway-env: the best export's recorded evaluation is what the reference backend
+    gives that policy on the selection seeds (training itself stays on EnvPool)."""
+    from drivelab.agents import SELECTION_SEED_BASE, evaluate, load_policy
+
+    config = tiny_config("ppo", total_steps=128, eval_every_steps=64, eval_episodes=2, eval_envs=2,
+                         eval_backend="highway-env")
+    result = train(config, tmp_path / "run", progress_bar=False)
+    best = load_policy(tmp_path / "run" / "best")
+    again = evaluate(best, config.env_id, seeds=[SELECTION_SEED_BASE, SELECTION_SEED_BASE + 1], backend="highway-env",
+                     num_envs=2, env_kwargs={"observation": "camera", "camera": dict(config.camera)})
+    assert result.best_eval["mean_return"] == pytest.approx(again.summary()["mean_return"], rel=1e-9)
+    with pytest.raises(ConfigError, match="eval_backend"):
+        tiny_config("ppo", eval_backend="carla")
