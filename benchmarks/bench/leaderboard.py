@@ -14,7 +14,7 @@ with one success and one failure recorded as small MP4s for the page. Then it wr
 everything on the board: ``benchmarks/results/LEADERBOARD.md`` (a section per scenario),
 ``leaderboard_scenarios.md`` (one row per scenario, shown in README), the static HTML page
 (a tab per scenario, inline videos), and for each scenario's trained agents
-``rl_<scenario>_camera.{json,md}`` (highway-fast's: ``rl_highway_camera``): each agent's
+``rl_<scenario>.{json,md}`` (highway-fast's: ``rl_highway_camera``): each agent's
 per-seed results with mean and spread across training seeds. An entry that cannot drive a
 scenario (a policy refused by its action space) is listed under the scenario with the reason,
 and the others go on.
@@ -352,7 +352,7 @@ def build_boards(
     for env_id in plans:  # per training seed, for every scenario evaluated with trained runs
         scenario_report = rl_report(db, env_id)
         if scenario_report["agents"]:
-            stem = "rl_highway_camera" if env_id == RL_REPORT_ENV else f"rl_{short_name(env_id)}_camera"
+            stem = "rl_highway_camera" if env_id == RL_REPORT_ENV else f"rl_{short_name(env_id)}"
             write_json_atomic(results / f"{stem}.json", scenario_report)
             write_text_atomic(results / f"{stem}.md", rl_report_md(scenario_report) + "\n")
             print(rl_report_md(scenario_report))
