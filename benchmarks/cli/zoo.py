@@ -130,7 +130,8 @@ def model_card(card: dict[str, Any]) -> str:
         "| | |", "|---|---|",
         f"| scenario | `{card['env_id']}` |",
         f"| algorithm | {card['algo']} |",
-        f"| observation | {card['observation']} {json.dumps(card.get('camera') or {})} |",
+        f"| observation | {card['observation']}"
+        f"{' ' + json.dumps(card.get('camera') or {}) if card['observation'] == 'camera' else ''} |",
         f"| protocol | {card['protocol']}, {m['episodes']} held-out episodes, {card['backend']} backend |",
         f"| mean return (95 % CI) | {_with_ci(m['mean_return'], m['mean_return_ci'])} |",
         f"| IQM return (95 % CI) | {_with_ci(m['iqm_return'], m['iqm_return_ci'])} |",
