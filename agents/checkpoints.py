@@ -233,12 +233,12 @@ def load_checkpoint(
         CheckpointError: a file that verified but cannot be read back.
     """
     algorithm = ALGORITHMS[info.algo]
-    if env is None and info.algo == "sac":  # only acting: no hindsight buffer (it needs an env), none allocated
+    act_only_sac = env is None and info.algo == "sac"  # no hindsight buffer (it needs an env), none allocated
+    if act_only_sac:
         model_overrides = {"custom_objects": ACT_ONLY_SAC, **model_overrides}
-    with_buffer = "custom_objects" not in model_overrides
     try:
         model = algorithm.load(info.folder / MODEL_FILE, env=env, device=device, **model_overrides)
-        if REPLAY_FILE in info.files and isinstance(model, OffPolicyAlgorithm) and with_buffer:
+        if REPLAY_FILE in info.files and isinstance(model, OffPolicyAlgorithm) and not act_only_sac:
             with warnings.catch_warnings():
                 # A resume resets every env, so the episode a hindsight buffer was saved in is
                 # over: truncating it, as SB3 does by default, is right; its warning is noise.

@@ -107,6 +107,28 @@ class CrashPenalty(VecEnvWrapper):
         return obs, rewards, dones, infos
 
 
+def check_hindsight(config: TrainConfig) -> None:
+    """Hindsight replay needs goals to relabel, and a finished episode in every env before it samples.
+
+    Raises:
+        ConfigError: a scenario without goals, or ``sac.learning_starts`` shorter than one
+            full episode per env (SB3 would fail mid-run).
+    """
+    scenario = de.get_scenario(config.env_id)
+    if not has_goal(scenario):
+        raise ConfigError(
+            f"sac.her_goals relabels goals, but {config.env_id} has none (goal scenarios: {', '.join(GOAL_FAMILIES)}); "
+            "set sac.her_goals=0 for plain replay"
+        )
+    longest = longest_episode_steps(scenario, config.env_config)
+    if longest is not None and config.sac.learning_starts < longest * config.sac.n_envs:
+        raise ConfigError(
+            f"sac.learning_starts ({config.sac.learning_starts}) must let every env finish an episode before "
+            f"hindsight replay samples: at least {longest} steps x {config.sac.n_envs} envs = "
+            f"{longest * config.sac.n_envs}; raise it or lower sac.n_envs"
+        )
+
+
 def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
     """The SB3 vector env of a run (batched backend), checked against the algorithm.
 
@@ -114,19 +136,8 @@ def make_training_env(config: TrainConfig, seed: int) -> VecEnv:
         ConfigError: DQN on a continuous-action scenario, SAC on a discrete one, hindsight
             replay without goals, or a bad env/camera config.
     """
-    if config.sac is not None and config.sac.her_goals > 0 and not has_goal(de.get_scenario(config.env_id)):
-        raise ConfigError(
-            f"sac.her_goals relabels goals, but {config.env_id} has none (goal scenarios: {', '.join(GOAL_FAMILIES)}); "
-            "set sac.her_goals=0 for plain replay"
-        )
     if config.sac is not None and config.sac.her_goals > 0:
-        longest = longest_episode_steps(de.get_scenario(config.env_id), config.env_config)
-        if longest is not None and config.sac.learning_starts < longest * config.sac.n_envs:
-            raise ConfigError(
-                f"sac.learning_starts ({config.sac.learning_starts}) must let every env finish an episode before "
-                f"hindsight replay samples: at least {longest} steps x {config.sac.n_envs} envs = "
-                f"{longest * config.sac.n_envs}; raise it or lower sac.n_envs"
-            )
+        check_hindsight(config)
     env: VecEnv = de.make_sb3(config.env_id, num_envs=config.algo_config.n_envs, seed=seed, **env_kwargs(config))
     if config.algo == "sac" and not isinstance(env.action_space, gym.spaces.Box):
         env.close()
