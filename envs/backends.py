@@ -24,6 +24,7 @@ import gymnasium
 import numpy as np
 from gymnasium.vector.utils import concatenate, create_empty_array
 
+from drivelab.envs.lane_lookup import fast_lane_lookup
 from drivelab.envs.ports import MERGE_END_X_M
 from drivelab.envs.road import RoadRaster, network_signature, rasterize_network
 from drivelab.envs.scenarios import Scenario
@@ -48,12 +49,16 @@ class HighwayEnvSimulator:
     name = "highway-env"
 
     def __init__(
-        self, scenario: Scenario, num_envs: int, config: dict[str, Any], render_mode: str | None = None
+        self, scenario: Scenario, num_envs: int, config: dict[str, Any], render_mode: str | None = None,
+        native_observations: bool = True,
     ) -> None:
         import highway_env  # noqa: F401  (registers the highway-env ids)
 
         self.scenario = scenario
         self.config = config
+        # Camera frames are drawn from vehicle states: highway-env's own observation is then
+        # skipped where that changes nothing else (``_skip_observation``); zeros stand in for it.
+        self.native_observations = native_observations
         extra = {"render_mode": render_mode} if render_mode is not None else {}
         with warnings.catch_warnings():
             # drivelab ids map to highway-env's v0 scenarios on purpose (EnvPool 1.2.5 ports v0;
@@ -75,7 +80,7 @@ class HighwayEnvSimulator:
 
     def reset(self, env_ids: np.ndarray, seeds: list[int | None]) -> Any:
         observations = []
-        with traffic_rules(self.scenario.family):
+        with traffic_rules(self.scenario.family), fast_lane_lookup():
             for i, seed in zip(env_ids, seeds):
                 obs, info = self.envs[i].reset(seed=seed)
                 self._last_info[i] = info
@@ -92,8 +97,10 @@ class HighwayEnvSimulator:
         terminated = np.zeros(self.num_envs, bool)
         truncated = np.zeros(self.num_envs, bool)
         observations = []
-        with traffic_rules(self.scenario.family):
+        with traffic_rules(self.scenario.family), fast_lane_lookup():
             for i, env in enumerate(self.envs):
+                if not self.native_observations:
+                    _skip_observation(env.unwrapped, self.single_observation_space)
                 obs, rewards[i], terminated[i], truncated[i], self._last_info[i] = env.step(actions[i])
                 observations.append(obs)
         self._obs = concatenate(self.single_observation_space, observations, self._obs)
@@ -155,6 +162,22 @@ def _make_highway_env(highway_env_id: str, config: dict[str, Any], extra: dict[s
         env.unwrapped.render_mode = extra.get("render_mode")
     env.unwrapped.configure(config)
     return env
+
+
+def _skip_observation(env: Any, space: gymnasium.Space) -> None:
+    """Make this episode's observation type of a highway-env ``env`` return zeros, where observing
+    has no effect on the simulation: highway-env's kinematics table and occupancy grid (a pandas
+    table of the nearest vehicles, about a fifth of a roundabout step) unless their rows are
+    shuffled, which draws from the env's random stream. highway-env builds a new observation type
+    at each reset, so this is asked before every step (a no-op once done)."""
+    from highway_env.envs.common.observation import KinematicObservation, OccupancyGridObservation
+
+    observer = env.observation_type
+    if "observe" in vars(observer) or type(observer) not in (KinematicObservation, OccupancyGridObservation):
+        return
+    if getattr(observer, "order", "sorted") == "shuffled":
+        return
+    observer.observe = lambda: np.zeros(space.shape, space.dtype)
 
 
 # highway-env's IntersectionEnv sets these IDMVehicle class attributes for the whole process

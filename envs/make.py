@@ -116,13 +116,16 @@ def make_vec(
     workers = resolve_num_workers(num_workers, scenario, num_envs, backend, render_mode)
     if chosen == "envpool" and num_workers is not None and workers:
         return ShardedVectorEnv(scenario, num_envs, workers, observation, overrides, camera_config, seed=seed)
+    native = observation == "native"
     with simulator_errors(chosen, env_id, overrides):
         if chosen == "envpool":
             simulator = EnvPoolSimulator(scenario, num_envs, overrides, seed=seed or 0)
         elif workers:
-            simulator = WorkerSimulator(scenario, num_envs, overrides, num_workers=workers)
+            simulator = WorkerSimulator(scenario, num_envs, overrides, num_workers=workers, native_observations=native)
         else:
-            simulator = HighwayEnvSimulator(scenario, num_envs, overrides, render_mode=render_mode)
+            simulator = HighwayEnvSimulator(
+                scenario, num_envs, overrides, render_mode=render_mode, native_observations=native
+            )
     return DrivingVectorEnv(simulator, scenario, observation, camera_config, seed=seed)
 
 

@@ -103,8 +103,8 @@ class _Shard:
 
     COMMANDS = ("reset", "step", "states", "success", "digests", "objects", "raster")
 
-    def __init__(self, scenario: Scenario, num_envs: int, config: dict[str, Any]) -> None:
-        self.sim = HighwayEnvSimulator(scenario, num_envs, config)
+    def __init__(self, scenario: Scenario, num_envs: int, config: dict[str, Any], native_observations: bool) -> None:
+        self.sim = HighwayEnvSimulator(scenario, num_envs, config, native_observations=native_observations)
         self.all = np.arange(num_envs)
 
     def hello(self) -> tuple[Any, Any, float]:
@@ -210,6 +210,7 @@ class WorkerSimulator:
         config: dict[str, Any],
         num_workers: int,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        native_observations: bool = True,
     ) -> None:
         self.scenario = scenario
         self.config = config
@@ -220,7 +221,7 @@ class WorkerSimulator:
         self._worker_of = np.concatenate([np.full(len(ids), w) for w, ids in enumerate(shards)])  # (B,)
         self._local = np.concatenate([np.arange(len(ids)) for ids in shards])  # (B,) index within its worker
         self._group = ProcessGroup(
-            "drivelab.envs.workers:_Shard", [(scenario, len(ids), dict(config)) for ids in shards],
+            "drivelab.envs.workers:_Shard", [(scenario, len(ids), dict(config), native_observations) for ids in shards],
             label=scenario.env_id, timeout_s=timeout_s,
         )
         spaces = self._group.hellos
