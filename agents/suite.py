@@ -8,6 +8,7 @@ A suite file names the grid and the overrides shared by its runs::
     seeds: [0, 1, 2]
     overrides: {total_steps: 200000}    # dotted TrainConfig keys, for every run
     algo_overrides: {dqn: {total_steps: 100000}}  # ... and for one algorithm's runs
+    scenario_overrides: {drivelab/merge-v0: {ppo: {crash_penalty: 0}}}  # ... and on one scenario
     resources: {cpus_per_run: 1, gpus_per_run: 0}  # what one run takes on a Ray cluster
     runs_dir: runs/highway-camera
 
@@ -64,6 +65,8 @@ class SuiteConfig:
     device: str = "auto"
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted TrainConfig keys
     algo_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per algorithm, over `overrides`
+    # Scenario -> algorithm -> dotted keys, over `algo_overrides` for that algorithm's runs there.
+    scenario_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     resources: RunResources = field(default_factory=RunResources)
     # Scenario -> algorithms not trained on it (e.g. DQN where the actions are continuous).
     exclude: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -76,6 +79,12 @@ class SuiteConfig:
                 f"algo_overrides names {', '.join(unknown)}, which the suite does not train; "
                 f"its algos are {', '.join(self.algos)}"
             )
+        for scenario, per_algo in self.scenario_overrides.items():
+            if scenario not in self.scenarios or not isinstance(per_algo, dict) or not set(per_algo) <= set(self.algos):
+                raise ConfigError(
+                    f"scenario_overrides names {scenario}: {per_algo!r}; it takes a scenario the suite trains, "
+                    f"mapping algos it trains ({', '.join(self.algos)}) to dotted keys"
+                )
         for scenario, algos in self.exclude.items():
             if scenario not in self.scenarios or not set(algos) <= set(self.algos):
                 raise ConfigError(
@@ -83,9 +92,11 @@ class SuiteConfig:
                     f"its scenarios are {', '.join(self.scenarios)} and its algos {', '.join(self.algos)}"
                 )
 
-    def overrides_for(self, algo: str, seed: int) -> dict[str, Any]:
-        """The dotted TrainConfig overrides of one run."""
-        return {**self.overrides, **self.algo_overrides.get(algo, {}), "seed": seed, "device": self.device}
+    def overrides_for(self, algo: str, seed: int, scenario: str | None = None) -> dict[str, Any]:
+        """The dotted TrainConfig overrides of one run (of ``scenario``, where it has its own)."""
+        per_scenario = self.scenario_overrides.get(scenario, {}).get(algo, {}) if scenario else {}
+        return {**self.overrides, **self.algo_overrides.get(algo, {}), **per_scenario,
+                "seed": seed, "device": self.device}
 
     def run_dir(self, scenario: str, algo: str, seed: int) -> Path:
         return Path(self.runs_dir) / f"{scenario_name(scenario)}_{algo}_s{seed}"
@@ -126,7 +137,7 @@ def plan(suite: SuiteConfig) -> list[SuiteRun]:
     Raises:
         ConfigError: a run config that does not resolve.
     """
-    return [SuiteRun(scenario, algo, seed, load_train_config(scenario, algo, suite.overrides_for(algo, seed)),
+    return [SuiteRun(scenario, algo, seed, load_train_config(scenario, algo, suite.overrides_for(algo, seed, scenario)),
                      suite.run_dir(scenario, algo, seed))
             for scenario, algo, seed in grid(suite)]
 
@@ -157,6 +168,9 @@ def only(
         algos=kept_algos,
         seeds=tuple(s for s in suite.seeds if seeds is None or s in seeds),
         algo_overrides={a: o for a, o in suite.algo_overrides.items() if a in kept_algos},
+        scenario_overrides={scenario: kept for scenario, per_algo in suite.scenario_overrides.items()
+                            if scenario in kept_scenarios
+                            and (kept := {a: o for a, o in per_algo.items() if a in kept_algos})},
         exclude={scenario: kept for scenario, excluded in suite.exclude.items()
                  if scenario in kept_scenarios and (kept := tuple(a for a in excluded if a in kept_algos))},
     )

@@ -138,3 +138,28 @@ def test_suite_algo_overrides_and_algo_and_seed_filters(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({**suite, "algos": ["ppo"]}))
     with pytest.raises(ConfigError, match="algo_overrides names dqn"):
         read_suite(path)
+
+
+def test_suite_scenario_overrides_apply_to_one_algorithm_on_one_scenario(tmp_path: Path) -> None:
+    from drivelab.agents import ConfigError
+    from drivelab.agents.suite import only, plan, read_suite
+
+    suite = {"name": "s", "scenarios": ["drivelab/highway-fast-v0", "drivelab/merge-v0"], "algos": ["ppo", "dqn"],
+             "seeds": [0], "algo_overrides": {"ppo": {"crash_penalty": 5.0}},
+             "scenario_overrides": {"drivelab/merge-v0": {"ppo": {"crash_penalty": 0.0, "ppo.gamma": 0.9}}}}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    loaded = read_suite(path)
+    configs = {(r.scenario, r.algo): r.config for r in plan(loaded)}
+    assert configs["drivelab/highway-fast-v0", "ppo"].crash_penalty == 5.0
+    assert configs["drivelab/merge-v0", "ppo"].crash_penalty == 0.0
+    assert configs["drivelab/merge-v0", "ppo"].ppo.gamma == 0.9
+    assert configs["drivelab/merge-v0", "dqn"].crash_penalty == 0.0
+    assert only(loaded, algos=["dqn"]).scenario_overrides == {}
+    assert only(loaded, scenarios=["drivelab/merge-v0"]).scenario_overrides == suite["scenario_overrides"]
+    path.write_text(yaml.safe_dump({**suite, "scenario_overrides": {"drivelab/parking-v0": {"ppo": {}}}}))
+    with pytest.raises(ConfigError, match="scenario_overrides names drivelab/parking-v0"):
+        read_suite(path)
+    path.write_text(yaml.safe_dump({**suite, "scenario_overrides": {"drivelab/merge-v0": {"ppo": {"nope": 1}}}}))
+    with pytest.raises(ConfigError, match="nope"):
+        read_suite(path)
