@@ -109,17 +109,18 @@ def measure_highway_env(scenario: str, observation: str, seconds: float, seed: i
 
 def measure_drivelab(
     scenario: str, observation: str, num_envs: int, seconds: float, seed: int = 0, num_workers: int | None = None,
-    batches: int | None = None,
+    batches: int | None = None, reference: bool = False,
 ) -> Measurement:
     """Step drivelab's vector env with random actions for about ``seconds`` (after a warm-up), or
     exactly ``batches`` vector steps.
 
     EnvPool where drivelab runs the scenario's port; otherwise highway-env, in worker processes
     (``num_workers`` None: one per core) or in this process (``num_workers=0``). Same seed and
-    ``batches`` give the same work: the same episodes, actions and resets.
+    ``batches`` give the same work: the same episodes, actions and resets. ``reference``: highway-env
+    even where EnvPool ports the scenario.
     """
     spec = SCENARIOS[scenario]
-    backend = "envpool" if spec.envpool_id is not None else "highway-env"
+    backend = "envpool" if spec.envpool_id is not None and not reference else "highway-env"
     env = de.make_vec(spec.env_id, num_envs=num_envs, backend=backend, observation=observation, seed=seed,
                       num_workers=num_workers)
     if backend == "envpool":
@@ -143,19 +144,21 @@ def measure_drivelab(
 
 def run(
     scenarios: tuple[str, ...], num_envs: int, seconds: float, baseline_seconds: float, worker_num_envs: int = 8,
-    processes: int = 0,
+    processes: int = 0, reference: bool = False,
 ) -> dict[str, Any]:
-    """Measure every runner on every scenario; returns the result record."""
+    """Measure every runner on every scenario; returns the result record. ``reference``: drivelab on
+    highway-env in worker processes everywhere (the backend roundabout, intersection and racetrack
+    train on, EnvPool's ports of them not being equivalent)."""
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     rows: list[Measurement] = []
     for scenario in scenarios:
-        batched = SCENARIOS[scenario].envpool_id is not None
+        batched = SCENARIOS[scenario].envpool_id is not None and not reference
         for observation in ("native", "grayscale"):
             rows.append(measure_highway_env(scenario, observation, baseline_seconds))
             log.info("%s highway-env %s: %.1f steps/s", scenario, observation, rows[-1].steps_per_s)
         n = num_envs if batched else worker_num_envs
         for observation in ("native", "camera"):
-            rows.append(measure_drivelab(scenario, observation, n, seconds))
+            rows.append(measure_drivelab(scenario, observation, n, seconds, reference=reference))
             log.info("%s %s %s: %.0f steps/s", scenario, rows[-1].runner, observation, rows[-1].steps_per_s)
         if not batched:
             # The very steps the workers made (same seeds and actions: the same episodes), in one
@@ -164,7 +167,7 @@ def run(
             workers = next(m for m in rows if m.scenario == scenario and m.observation == "native"
                            and m.runner != "highway-env")
             rows.append(measure_drivelab(scenario, "native", n, seconds, num_workers=0,
-                                         batches=workers.env_steps // n))
+                                         batches=workers.env_steps // n, reference=reference))
             log.info("%s one process native: %.0f steps/s", scenario, rows[-1].steps_per_s)
         elif processes >= 2:
             rows.append(measure_drivelab(scenario, "camera", n, seconds, num_workers=processes))
@@ -174,6 +177,7 @@ def run(
         "num_envs": num_envs,
         "worker_num_envs": worker_num_envs,
         "processes": processes,
+        "reference": reference,
         "seconds_per_measurement": seconds,
         "baseline_seconds_per_measurement": baseline_seconds,
         "targets": {
@@ -262,6 +266,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--processes", type=int, default=0, metavar="N",
                         help="also measure EnvPool camera frames split over N worker processes "
                              "(num_workers=N; 0: not measured, the default)")
+    parser.add_argument("--reference", action="store_true",
+                        help="run drivelab on highway-env (worker processes) even where EnvPool ports the scenario")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="seconds per drivelab measurement (default %(default)s)")
     parser.add_argument("--baseline-seconds", type=float, default=20.0,
@@ -304,7 +310,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Measure, write the JSON record and the Markdown table, print the table."""
     check_args(args)
     result = run(tuple(args.scenarios), args.num_envs, args.seconds, args.baseline_seconds, args.worker_num_envs,
-                 args.processes)
+                 args.processes, args.reference)
     write_json_atomic(args.out, result)
     table = format_table(result)
     md = args.out.with_suffix(".md")

@@ -75,3 +75,12 @@ def test_a_worker_scenario_is_measured_in_workers_and_in_one_process(tmp_path, m
                        ("drivelab-workers", "camera"), ("drivelab-one-process", "native")}
     assert result["table"][0]["workers_vs_one_process"] > 0
     assert not list(Path(tmp_path).iterdir())  # measuring writes nothing
+
+
+def test_reference_measures_a_ported_scenario_on_highway_env_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = bench.run(("roundabout",), num_envs=4, seconds=0.5, baseline_seconds=0.5, worker_num_envs=2,
+                       reference=True)
+    runners = {m["runner"] for m in result["measurements"]}
+    assert runners == {"highway-env", "drivelab-workers", "drivelab-one-process"} and result["reference"]
+    assert result["table"][0]["backend"] == "workers"
