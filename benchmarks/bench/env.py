@@ -30,6 +30,7 @@ import drivelab.envs as de
 from drivelab.core.errors import ConfigError
 from drivelab.core.files import check_writable, write_json_atomic, write_text_atomic
 from drivelab.core.provenance import machine_info
+from drivelab.envs.processes import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def measure_drivelab(
     """
     spec = SCENARIOS[scenario]
     backend = "envpool" if spec.envpool_id is not None and not reference else "highway-env"
+    if reference and spec.envpool_id is not None and num_workers is None:
+        num_workers = usable_cpus()  # as backend "auto" runs highway-env in place of a port
     env = de.make_vec(spec.env_id, num_envs=num_envs, backend=backend, observation=observation, seed=seed,
                       num_workers=num_workers)
     if backend == "envpool":
