@@ -42,38 +42,22 @@ class _LaneArrays:
                     group = {StraightLane: straight, SineLane: sine, CircularLane: circular}.get(kind, other)
                     group.append((place, lane))
         self.other = other
-        self.straight = self._lines(straight)
-        self.sine = self._lines(sine)
-        if sine:
-            lanes = [lane for _, lane in sine]
-            self.sine["amplitude"] = np.array([lane.amplitude for lane in lanes], float)
-            self.sine["pulsation"] = np.array([lane.pulsation for lane in lanes], float)
-            self.sine["phase"] = np.array([lane.phase for lane in lanes], float)
-        self.circular = None
-        if circular:
-            lanes = [lane for _, lane in circular]
-            self.circular = {
-                "places": np.array([place for place, _ in circular]),
-                "center": np.array([lane.center for lane in lanes], float),
-                "radius": np.array([lane.radius for lane in lanes], float),
-                "start_phase": np.array([lane.start_phase for lane in lanes], float),
-                "direction": np.array([lane.direction for lane in lanes], float),
-                "length": np.array([lane.length for lane in lanes], float),
-            }
+        lines = {"start": "start", "direction": "direction", "lateral": "direction_lateral", "heading": "heading",
+                 "length": "length"}
+        self.straight = _columns(straight, **lines)
+        self.sine = _columns(sine, **lines, amplitude="amplitude", pulsation="pulsation", phase="phase")
+        self.circular = _columns(circular, center="center", radius="radius", start_phase="start_phase",
+                                 direction="direction", length="length")
 
-    @staticmethod
-    def _lines(members: list) -> dict | None:
-        if not members:
-            return None
-        lanes = [lane for _, lane in members]
-        return {
-            "places": np.array([place for place, _ in members]),
-            "start": np.array([lane.start for lane in lanes], float),
-            "direction": np.array([lane.direction for lane in lanes], float),
-            "lateral": np.array([lane.direction_lateral for lane in lanes], float),
-            "heading": np.array([lane.heading for lane in lanes], float),
-            "length": np.array([lane.length for lane in lanes], float),
-        }
+
+def _columns(members: list, **attributes: str) -> dict | None:
+    """(place, lane) pairs as arrays: their places, and each named lane attribute stacked."""
+    if not members:
+        return None
+    lanes = [lane for _, lane in members]
+    columns = {name: np.array([getattr(lane, attribute) for lane in lanes], float)
+               for name, attribute in attributes.items()}
+    return {"places": np.array([place for place, _ in members]), **columns}
 
 
 def _wrap_to_pi(x: np.ndarray) -> np.ndarray:
