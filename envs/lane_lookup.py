@@ -33,14 +33,12 @@ class _LaneArrays:
         self.count = count
         self.indexes: list[tuple] = []
         straight, sine, circular, other = [], [], [], []
+        groups = {StraightLane: straight, SineLane: sine, CircularLane: circular}  # exact classes only
         for _from, to_dict in network.graph.items():
             for _to, lanes in to_dict.items():
                 for _id, lane in enumerate(lanes):
-                    place = len(self.indexes)
+                    groups.get(type(lane), other).append((len(self.indexes), lane))
                     self.indexes.append((_from, _to, _id))
-                    kind = type(lane)
-                    group = {StraightLane: straight, SineLane: sine, CircularLane: circular}.get(kind, other)
-                    group.append((place, lane))
         self.other = other
         lines = {"start": "start", "direction": "direction", "lateral": "direction_lateral", "heading": "heading",
                  "length": "length"}

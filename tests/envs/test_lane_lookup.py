@@ -96,3 +96,5 @@ def test_native_observations_are_still_observed():
     camera_only.reset(np.array([0]), [0])
     obs, *_ = camera_only.step(np.array([1]))
     assert not obs.any() and obs.shape == (1, *sim.single_observation_space.shape)
+    sim.close()
+    camera_only.close()
