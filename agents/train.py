@@ -52,6 +52,7 @@ from drivelab.agents.callbacks import (
     TrainingProgressBar,
 )
 from drivelab.agents.checkpoints import CheckpointInfo, find_last_checkpoint, load_checkpoint
+from drivelab.agents.clone_anchor import CloneAnchor, CloneKLSchedule
 from drivelab.agents.configs import TrainConfig
 from drivelab.agents.errors import ConfigError
 from drivelab.agents.evaluation import EvaluationResult
@@ -264,8 +265,13 @@ def train(
         if clone is not None:  # a fresh run from a clone: its weights, then (PPO) a fitted value head
             warm_start(model, config, clone, env)
             wall_before_s += time.perf_counter() - started
-        result = _learn(model, config, run_dir, progress_bar, log_every_steps, extra_callbacks or [],
-                        wall_before_s, on_evaluation)
+        callbacks = list(extra_callbacks or [])
+        if config.clone_kl_coef > 0:  # resumed runs load the clone again: its network is not in checkpoints
+            anchor = CloneAnchor(model, (clone or check_init_from(config)).sb3_policy, config.clone_kl_coef,
+                                 config.clone_kl_decay_steps)
+            callbacks.append(CloneKLSchedule(anchor))
+        result = _learn(model, config, run_dir, progress_bar, log_every_steps, callbacks, wall_before_s,
+                        on_evaluation)
         record_finish(run_dir, {"num_timesteps": result.num_timesteps, "steps_per_s": result.steps_per_s,
                                 "best_eval": result.best_eval, "wall_s": time.perf_counter() - started,
                                 "interrupted_by": result.interrupted_by})

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from drivelab.agents import (
     ConfigError,
@@ -19,6 +21,7 @@ from drivelab.agents import (
     load_train_config,
     train,
 )
+from drivelab.agents.clone_anchor import clone_kl
 from drivelab.agents.expert_data import RecordingSpec, load, record
 from drivelab.agents.imitation import agreement
 
@@ -186,3 +189,63 @@ def test_dagger_round_records_with_the_learner_and_trains_on_all_rounds(tmp_path
     assert [row["charts/expert_samples"] for row in rows if "charts/expert_samples" in row] == [512, 768]
     # one epoch over round 0's training rows (410 -> 6 batches), then one over both rounds (666 -> 10)
     assert result.num_timesteps == (6 + 10) * 64
+
+
+class PenaltyProbe(BaseCallback):
+    """At the end of training: the anchored evaluate_actions against SB3's own and the KL by hand."""
+
+    def __init__(self, observations: np.ndarray) -> None:
+        super().__init__()
+        self.observations = observations
+        self.check: dict[str, Any] = {}
+
+    def _on_training_end(self) -> None:
+        policy = self.model.policy
+        obs = torch.as_tensor(self.observations, device=policy.device)
+        with torch.no_grad():
+            actions = policy.get_distribution(obs).get_actions(deterministic=True)
+            anchored = policy.evaluate_actions(obs, actions)
+            plain = ActorCriticPolicy.evaluate_actions(policy, obs, actions)
+            clone = load_policy(self.model_init_from).sb3_policy.to(policy.device)
+            p_clone = clone.get_distribution(obs).distribution.probs
+            log_p = policy.get_distribution(obs).distribution.logits.log_softmax(-1)
+            kl = (p_clone * (p_clone.log() - log_p)).sum(-1)  # KL(clone || policy), by hand
+        self.check = {"anchored": anchored, "plain": plain, "kl": kl, "ent_coef": self.model.ent_coef}
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def test_clone_kl_penalty_keeps_ppo_near_its_clone_and_decays(bc_run: TrainResult, held_out_data, tmp_path: Path,
+                                                               tiny_config, read_jsonl) -> None:
+    frames = held_out_data.observations[:256]
+    clone = load_policy(bc_run.run_dir / "final")
+    drift = {}
+    for coef in (0.0, 3.0):
+        probe = PenaltyProbe(frames)
+        probe.model_init_from = bc_run.run_dir / "final"
+        config = tiny_config("ppo", init_from=str(bc_run.run_dir / "final"), total_steps=512, eval_every_steps=0,
+                             value_warmup_steps=0, camera=CAMERA, clone_kl_coef=coef, clone_kl_decay_steps=1024,
+                             **{"ppo.net_arch": [32], "ppo.learning_rate": 3e-3, "ppo.ent_coef": 0.01})
+        train(config, tmp_path / f"kl{coef}", progress_bar=False, extra_callbacks=[probe])
+        drift[coef] = float(clone_kl(clone.sb3_policy, load_policy(tmp_path / f"kl{coef}" / "final").sb3_policy,
+                                     torch.as_tensor(frames)).mean().detach())
+        values, log_prob, entropy = probe.check["anchored"]
+        plain_values, plain_log_prob, plain_entropy = probe.check["plain"]
+        torch.testing.assert_close(values, plain_values)
+        torch.testing.assert_close(log_prob, plain_log_prob)
+        if coef:  # the penalty carried by the entropy term equals the weight of the last update x KL
+            weight = 3.0 * (1 - 512 / 1024)
+            carried = (plain_entropy - entropy) * probe.check["ent_coef"] / weight
+            torch.testing.assert_close(carried, probe.check["kl"], rtol=1e-3, atol=1e-5)
+        else:
+            torch.testing.assert_close(entropy, plain_entropy)
+    assert drift[0.0] > 0.01  # plain PPO at this learning rate moves away from the clone...
+    assert drift[3.0] < 0.5 * drift[0.0]  # ...the penalty holds it near
+    logged = [row["losses/clone_kl_coef"] for row in read_jsonl(tmp_path / "kl3.0" / "metrics.jsonl")
+              if "losses/clone_kl_coef" in row]
+    assert logged and logged == sorted(logged, reverse=True) and logged[-1] < 3.0
+    with pytest.raises(ConfigError, match="clone_kl_coef"):
+        tiny_config("ppo", clone_kl_coef=1.0)  # no init_from
+    with pytest.raises(ConfigError, match="ent_coef"):
+        tiny_config("ppo", init_from=str(bc_run.run_dir), clone_kl_coef=1.0, **{"ppo.ent_coef": 0.0})
