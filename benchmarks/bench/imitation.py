@@ -3,12 +3,18 @@
 Every variant of a seed gets the same wall-clock budget (``--minutes``), expert recording
 included. BC records the rule-based expert (``baseline:idm``) and clones it within
 ``--bc-share`` of the budget; BC -> PPO and BC -> DQN start from that same BC run (``--init-from``)
-and train for what is left of the budget, so each of them used at most ``--minutes`` in all.
+and train for what is left of the budget, so each of them used at most ``--minutes`` in all;
+BC -> PPO + KL does the same with a decaying KL(clone || policy) penalty
+(``clone_kl_coef``, ``drivelab.agents.clone_anchor``).
 PPO from scratch trains the whole budget with the suite's settings
 (``benchmarks/suites/highway-camera.yaml``: crash penalty 5). Each variant's selected policy
 (``best/``, chosen on the selection seeds) is then evaluated on the protocol's held-out episodes
 with the reference backend (highway-env), as a leaderboard entry would be; the expert is
-evaluated beside them. Writes ``imitation.json`` (every seed, phase wall times, machine),
+evaluated beside them. With ``--reuse``, a run this benchmark already trained with the very same
+``drivelab train`` command (recorded beside it in ``bench_command.json``) is evaluated again
+instead of trained again, and its protocol result (``bench_eval.json``, same policy bytes and
+episodes) is read back, so a variant or a seed can be added to a finished comparison.
+Writes ``imitation.json`` (every seed, phase wall times, machine),
 ``imitation.md`` (the table) and ``imitation_curves.png`` (each run's held-out evaluations).
 """
 
@@ -34,12 +40,19 @@ from drivelab.core.provenance import machine_info
 RESULTS = Path("benchmarks/results")
 ENV_ID = "drivelab/highway-fast-v0"
 EXPERT = "baseline:idm"
-VARIANTS = ("ppo", "bc", "bc_ppo", "bc_dqn")
-LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_ppo": "BC -> PPO", "bc_dqn": "BC -> DQN"}
+VARIANTS = ("ppo", "bc", "bc_ppo", "bc_ppo_kl", "bc_dqn")
+LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_ppo": "BC -> PPO", "bc_ppo_kl": "BC -> PPO + KL",
+          "bc_dqn": "BC -> DQN"}
+BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a run (``--reuse``)
+BENCH_EVAL = "bench_eval.json"  # a run's (or, in --runs, the expert's) protocol result (``--reuse``)
 # The suite's RL settings (benchmarks/suites/highway-camera.yaml); a started DQN explores at its
 # final rate from the start, so random actions do not wreck the clone's driving in the buffer.
 RL_SETTINGS = {
     "ppo": ["--algo", "ppo", "--set", "total_steps=1500000", "--set", "crash_penalty=5.0"],
+    # KL(clone || policy) weighted 1.0 at the start, falling to 0 after 400k env steps (about half
+    # of an 18-minute PPO run here), so the first updates, driven by a young critic, keep the clone.
+    "ppo_kl": ["--algo", "ppo", "--set", "total_steps=1500000", "--set", "crash_penalty=5.0",
+               "--set", "clone_kl_coef=1.0", "--set", "clone_kl_decay_steps=400000"],
     "dqn": ["--algo", "dqn", "--set", "total_steps=400000", "--set", "dqn.exploration_initial_eps=0.05",
             "--set", "dqn.learning_starts=0"],
 }
@@ -62,6 +75,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                              "camera.hud=true or bc.dagger_rounds=2 (repeatable)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="variants to run (default all)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="evaluate runs trained earlier by the same command again instead of training them")
     parser.add_argument("--runs", type=Path, default=Path("runs/imitation"), help="run folders (default %(default)s)")
     parser.add_argument("--out", type=Path, default=RESULTS / "imitation.json",
                         help="results JSON; .md and _curves.png go beside it (default %(default)s)")
@@ -87,11 +102,22 @@ def _curves_path(out: Path) -> Path:
     return out.with_name(out.stem + "_curves.png")
 
 
-def _train(dispatch: Any, argv: list[str]) -> None:
+def _train(args: argparse.Namespace, argv: list[str]) -> None:
+    run_dir = Path(argv[argv.index("--run-dir") + 1])
+    marker = run_dir / BENCH_COMMAND
+    if args.reuse and (run_dir / "final" / "policy.json").is_file() and marker.is_file():
+        try:
+            same = json.loads(marker.read_text()) == argv
+        except ValueError:
+            same = False
+        if same:
+            print(f"reusing {run_dir} (trained by the same command)", flush=True)
+            return
     print("$ drivelab " + " ".join(argv), flush=True)
-    status = dispatch(argv)
+    status = args.dispatch(argv)
     if status != 0:
         raise ConfigError(f"`drivelab {' '.join(argv)}` failed with status {status}; see its output above")
+    write_json_atomic(marker, argv)
 
 
 def _wall_s(run_dir: Path) -> float:
@@ -107,37 +133,54 @@ def _train_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]
     runs: dict[str, dict[str, Any]] = {}
     if "ppo" in args.variants:
         run_dir = args.runs / f"ppo-s{seed}"
-        _train(args.dispatch, [*common, *RL_SETTINGS["ppo"], "--run-dir", str(run_dir), "--set",
+        _train(args, [*common, *RL_SETTINGS["ppo"], "--run-dir", str(run_dir), "--set",
                                f"max_minutes={budget}"])
         runs["ppo"] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
-    if not {"bc", "bc_ppo", "bc_dqn"} & set(args.variants):
+    if not {"bc", "bc_ppo", "bc_ppo_kl", "bc_dqn"} & set(args.variants):
         return runs
     bc_dir = args.runs / f"bc-s{seed}"
     samples = ["--set", f"bc.samples={args.bc_samples}"] if args.bc_samples else []
-    _train(args.dispatch, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(bc_dir), *samples,
+    _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(bc_dir), *samples,
                            "--set", f"max_minutes={budget * args.bc_share}"])
     bc_wall = _wall_s(bc_dir)
     if "bc" in args.variants:
         runs["bc"] = {"run_dirs": [str(bc_dir)], "wall_s": [bc_wall]}
-    for variant, algo in (("bc_ppo", "ppo"), ("bc_dqn", "dqn")):
+    for variant, algo in (("bc_ppo", "ppo"), ("bc_ppo_kl", "ppo_kl"), ("bc_dqn", "dqn")):
         if variant in args.variants:
             run_dir = args.runs / f"{variant}-s{seed}"
             left = max(budget - bc_wall / 60.0, 0.5)
-            _train(args.dispatch, [*common, *RL_SETTINGS[algo], "--init-from", str(bc_dir), "--run-dir",
+            _train(args, [*common, *RL_SETTINGS[algo], "--init-from", str(bc_dir), "--run-dir",
                                    str(run_dir), "--set", f"max_minutes={left}"])
             runs[variant] = {"run_dirs": [str(bc_dir), str(run_dir)], "wall_s": [bc_wall, _wall_s(run_dir)]}
     return runs
 
 
-def _evaluate(label: str, episodes: int) -> dict[str, Any]:
-    """The protocol's held-out episodes on the reference backend, as a leaderboard entry."""
+def _evaluate(label: str, episodes: int, cache: Path | None = None) -> dict[str, Any]:
+    """The protocol's held-out episodes on the reference backend, as a leaderboard entry.
+
+    With ``cache`` (``--reuse``), a result stored there for the same policy bytes, episodes and
+    backend is returned instead of evaluating again; a new result is stored there.
+    """
     policy = load_policy(label, ENV_ID)
+    backend = load_protocol().reference_backend
+    key = {"policy_sha256": policy.source.sha256 if policy.source else label, "episodes": episodes,
+           "backend": backend}
+    if cache is not None and cache.is_file():
+        try:
+            stored = json.loads(cache.read_text())
+        except ValueError:
+            stored = {}
+        if stored.get("key") == key:
+            print(f"reusing the evaluation of {label} in {cache}", flush=True)
+            return stored["result"]
     kwargs = env_kwargs_from_spec(policy.source.spec) if policy.source and "observation" in policy.source.spec else {}
-    result = evaluate(policy, ENV_ID, episodes=episodes, backend=load_protocol().reference_backend,
-                      env_kwargs=kwargs)
+    result = evaluate(policy, ENV_ID, episodes=episodes, backend=backend, env_kwargs=kwargs)
     summary = result.summary()
-    return {"mean_return": summary["mean_return"], "crash_rate": summary["crash_rate"],
-            "mean_speed": summary["mean_speed"], "episodes": summary["episodes"]}
+    row = {"mean_return": summary["mean_return"], "crash_rate": summary["crash_rate"],
+           "mean_speed": summary["mean_speed"], "episodes": summary["episodes"]}
+    if cache is not None:
+        write_json_atomic(cache, {"key": key, "result": row})
+    return row
 
 
 def _curves(rows: list[dict[str, Any]], path: Path) -> None:
@@ -193,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
         for variant, trained in _train_seed(args, seed).items():
-            evaluation = _evaluate(trained["run_dirs"][-1], args.episodes)
+            run_dir = Path(trained["run_dirs"][-1])
+            evaluation = _evaluate(str(run_dir), args.episodes, run_dir / BENCH_EVAL if args.reuse else None)
             rows.append({"variant": variant, "seed": seed, **trained, **evaluation})
             print(rows[-1], flush=True)
     summary = {}
@@ -202,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         if mine:
             summary[variant] = {"seeds": len(mine), "mean_return": float(np.mean([r["mean_return"] for r in mine])),
                                 "crash_rate": float(np.mean([r["crash_rate"] for r in mine]))}
-    record = {"benchmark": "imitation", "env_id": ENV_ID, "expert": _evaluate(EXPERT, args.episodes),
+    expert = _evaluate(EXPERT, args.episodes, args.runs / BENCH_EVAL if args.reuse else None)
+    record = {"benchmark": "imitation", "env_id": ENV_ID, "expert": expert,
               "minutes": args.minutes, "bc_share": args.bc_share, "bc_samples": args.bc_samples,
               "threads": args.threads, "seeds": args.seeds, "settings": args.settings,
               "episodes": args.episodes, "eval_backend": load_protocol().reference_backend, "runs": rows,
