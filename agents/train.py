@@ -233,7 +233,10 @@ def train(
         return train_bc(config, run_dir, resume=resume, force=force, command=command, device=device,
                         progress_bar=progress_bar, on_evaluation=on_evaluation)
     checkpoint: CheckpointInfo | None = find_last_checkpoint(run_dir / CHECKPOINTS) if resume else None
-    clone = check_init_from(config) if config.init_from and checkpoint is None else None
+    # The clone: to start from (a fresh run), and to stay near (clone_kl_coef, resumes too: its
+    # network is not in checkpoints); loaded and checked before any env is built.
+    needs_clone = config.init_from and (checkpoint is None or config.clone_kl_coef > 0)
+    clone = check_init_from(config) if needs_clone else None
     start_step = checkpoint.step if checkpoint else 0
     n_envs = config.algo_config.n_envs
     # Resumed runs reset their envs with other (still training-range) seeds than the first start.
@@ -262,14 +265,13 @@ def train(
         logger = make_logger(run_dir, start_step if resume else None)
         model.set_logger(logger)
         started = time.perf_counter()
-        if clone is not None:  # a fresh run from a clone: its weights, then (PPO) a fitted value head
+        if clone is not None and checkpoint is None:  # a fresh run: the clone's weights, then (PPO) values
             warm_start(model, config, clone, env)
             wall_before_s += time.perf_counter() - started
         callbacks = list(extra_callbacks or [])
-        if config.clone_kl_coef > 0:  # resumed runs load the clone again: its network is not in checkpoints
-            anchor = CloneAnchor(model, (clone or check_init_from(config)).sb3_policy, config.clone_kl_coef,
-                                 config.clone_kl_decay_steps)
-            callbacks.append(CloneKLSchedule(anchor))
+        if clone is not None and config.clone_kl_coef > 0:
+            callbacks.append(CloneKLSchedule(CloneAnchor(model, clone.sb3_policy, config.clone_kl_coef,
+                                                         config.clone_kl_decay_steps)))
         result = _learn(model, config, run_dir, progress_bar, log_every_steps, callbacks, wall_before_s,
                         on_evaluation)
         record_finish(run_dir, {"num_timesteps": result.num_timesteps, "steps_per_s": result.steps_per_s,

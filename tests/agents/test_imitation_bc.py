@@ -245,6 +245,13 @@ def test_clone_kl_penalty_keeps_ppo_near_its_clone_and_decays(bc_run: TrainResul
     logged = [row["losses/clone_kl_coef"] for row in read_jsonl(tmp_path / "kl3.0" / "metrics.jsonl")
               if "losses/clone_kl_coef" in row]
     assert logged and logged == sorted(logged, reverse=True) and logged[-1] < 3.0
+    resumed = tiny_config("ppo", init_from=str(bc_run.run_dir / "final"), total_steps=640, eval_every_steps=0,
+                          value_warmup_steps=0, camera=CAMERA, clone_kl_coef=3.0, clone_kl_decay_steps=1024,
+                          **{"ppo.net_arch": [32], "ppo.learning_rate": 3e-3, "ppo.ent_coef": 0.01})
+    train(resumed, tmp_path / "kl3.0", resume=True, progress_bar=False)  # the clone is loaded again
+    logged = [row["losses/clone_kl_coef"] for row in read_jsonl(tmp_path / "kl3.0" / "metrics.jsonl")
+              if "losses/clone_kl_coef" in row]
+    assert logged[-1] == pytest.approx(3.0 * (1 - 640 / 1024))  # the decay goes on from the checkpoint's step
     with pytest.raises(ConfigError, match="clone_kl_coef"):
         tiny_config("ppo", clone_kl_coef=1.0)  # no init_from
     with pytest.raises(ConfigError, match="ent_coef"):
