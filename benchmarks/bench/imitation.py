@@ -105,19 +105,22 @@ def _curves_path(out: Path) -> Path:
 def _train(args: argparse.Namespace, argv: list[str]) -> None:
     run_dir = Path(argv[argv.index("--run-dir") + 1])
     marker = run_dir / BENCH_COMMAND
-    if args.reuse and (run_dir / "final" / "policy.json").is_file() and marker.is_file():
-        try:
-            same = json.loads(marker.read_text()) == argv
-        except ValueError:
-            same = False
-        if same:
-            print(f"reusing {run_dir} (trained by the same command)", flush=True)
-            return
+    if args.reuse and (run_dir / "final" / "policy.json").is_file() and _stored(marker) == argv:
+        print(f"reusing {run_dir} (trained by the same command)", flush=True)
+        return
     print("$ drivelab " + " ".join(argv), flush=True)
     status = args.dispatch(argv)
     if status != 0:
         raise ConfigError(f"`drivelab {' '.join(argv)}` failed with status {status}; see its output above")
     write_json_atomic(marker, argv)
+
+
+def _stored(path: Path) -> Any:
+    """What ``--reuse`` wrote to ``path``; None when it is missing or unreadable (the work is redone)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _wall_s(run_dir: Path) -> float:
@@ -165,14 +168,10 @@ def _evaluate(label: str, episodes: int, cache: Path | None = None) -> dict[str,
     backend = load_protocol().reference_backend
     key = {"policy_sha256": policy.source.sha256 if policy.source else label, "episodes": episodes,
            "backend": backend}
-    if cache is not None and cache.is_file():
-        try:
-            stored = json.loads(cache.read_text())
-        except ValueError:
-            stored = {}
-        if stored.get("key") == key:
-            print(f"reusing the evaluation of {label} in {cache}", flush=True)
-            return stored["result"]
+    stored = _stored(cache) if cache is not None else None
+    if isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("result"), dict):
+        print(f"reusing the evaluation of {label} in {cache}", flush=True)
+        return stored["result"]
     kwargs = env_kwargs_from_spec(policy.source.spec) if policy.source and "observation" in policy.source.spec else {}
     result = evaluate(policy, ENV_ID, episodes=episodes, backend=backend, env_kwargs=kwargs)
     summary = result.summary()
