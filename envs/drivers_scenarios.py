@@ -20,7 +20,7 @@ YIELD_CONFIGS: dict[str, YieldConfig] = {
     "roundabout": YieldConfig((0.0, 8.0, 16.0), horizon_s=4.0, lane_changes=False),
     # Longitudinal actions only: stop before the conflict zone while a crossing vehicle is due.
     "intersection": YieldConfig((0.0, 4.5, 9.0), layout=LONGITUDINAL_LAYOUT, horizon_s=4.0, lane_changes=False,
-                                conflict_box=(-5.0, 5.0, -5.0, 5.0), box_margin_s=0.3),
+                                conflict_box=(-5.0, 5.0, -5.0, 5.0), box_margin_s=0.0, stop_line_m=4.0),
     # Head right for the exit lane.
     "exit": YieldConfig((18.0, 24.0, 30.0), horizon_s=3.0, preferred_lane=-1),
     # Slower leaders cannot be followed (20 m/s is the slowest target speed): pass them in the

@@ -54,6 +54,12 @@ class YieldConfig:
         preferred_lane: lane index to head for (-1 rightmost, 0 leftmost, None: no preference).
         keep_lane_until_x: ``(x, lane)``: hold ``lane`` or lanes left of it before x [m] (merge:
             keep clear of the merging lane until the merge ends).
+        conflict_box: ``(x_min, x_max, y_min, y_max)`` [m] of a zone crossing traffic shares
+            (intersection): the ego enters it only when no crossing vehicle's occupancy of it
+            overlaps the ego's; None: no such zone.
+        box_margin_s: time kept between the ego's and another vehicle's occupancy of the zone [s].
+        stop_line_m: the ego's occupancy starts this far before the zone's edge [m], so it
+            waits where turning vehicles, whose arcs start outside the zone, do not sweep.
     """
 
     target_speeds: tuple[float, ...]
@@ -67,6 +73,7 @@ class YieldConfig:
     keep_lane_until_x: tuple[float, int] | None = None
     conflict_box: tuple[float, float, float, float] | None = None
     box_margin_s: float = 1.0
+    stop_line_m: float = 0.0
 
 
 def box_distances(x, y, heading, box: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +183,7 @@ class YieldingDriver:
         size = max(box[1] - box[0], box[3] - box[2])
         enter, leave = box_distances(s.x, s.y, s.heading, box)
         half = s.length / 2
-        ego_in = enter[:, 0] - half[:, 0]
+        ego_in = enter[:, 0] - half[:, 0] - self.config.stop_line_m
         ego_out = np.maximum(leave[:, 0], enter[:, 0] + size) + half[:, 0]  # a turn crosses about the box size
         speed = np.maximum(s.speed, 0.0)
         moving = speed > 0.5
@@ -194,7 +201,10 @@ class YieldingDriver:
         entered = occupied.any(axis=1)
         first = np.where(entered, occupied.argmax(axis=1), k)
         reached_exit = distance >= ego_out[:, None]
-        last = np.where(reached_exit.any(axis=1), reached_exit.argmax(axis=1), k + 10**6)
+        # Not out by the horizon's end: out after the rest of the zone at the plan's last speed.
+        end_speed = np.maximum(np.diff(distance, axis=1, prepend=0.0)[:, -1] / SAMPLE_S, 0.5)  # (B,) [m/s]
+        beyond = k + (ego_out - distance[:, -1]) / (end_speed * SAMPLE_S)
+        last = np.where(reached_exit.any(axis=1), reached_exit.argmax(axis=1), beyond)
         ego_t_in = (first + 1) * SAMPLE_S - self.config.box_margin_s
         ego_t_out = (last + 1) * SAMPLE_S + self.config.box_margin_s
         overlap = relevant & (t_in < ego_t_out[:, None]) & (t_out > ego_t_in[:, None])  # (B, V)

@@ -80,15 +80,21 @@ def run(args: argparse.Namespace) -> int:
     env_ids = [_env_id(name) for name in args.scenarios]
     check_writable(args.out, folder=True)
     path = args.out / f"{NAME}.json"
-    previous = json.loads(path.read_text())["rows"] if path.is_file() else []
-    rows = [r for r in previous if r["env_id"] not in env_ids or r["policy"] not in args.policies]
+    previous = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    rows = [r for r in previous["rows"] if r["env_id"] not in env_ids or r["policy"] not in args.policies]
+    machine = machine_info()
+    if rows:  # rows kept from earlier runs: keep the commands that measured them
+        machine["command"] = f"{previous['machine']['command']}; {machine['command']}"
+    measured = {f"{env_id} {policy}" for env_id in env_ids for policy in args.policies}
+    not_measured = [item for item in previous.get("not_measured", []) if item not in measured]
     for env_id in env_ids:
         for policy in args.policies:
             row = measure(env_id, policy, args.episodes, args.num_envs, args.num_workers)
             rows.append(row)
+            rows.sort(key=lambda r: (ENV_IDS.index(r["env_id"]), POLICIES.index(r["policy"])))
             print(f"{env_id:<28} {row['driver']:<8} return {row['mean_return']:6.2f} "
                   f"crash {row['crash_rate']:.0%} success {row['success_rate']:.0%} ({row['seconds']} s)", flush=True)
-            payload = {"benchmark": NAME, "rows": rows, "machine": machine_info()}
+            payload = {"benchmark": NAME, "rows": rows, "machine": machine, "not_measured": not_measured}
             write_json_atomic(path, payload)  # after every row: a long run keeps what it measured
             write_text_atomic(args.out / f"{NAME}.md", markdown(payload))
     print(f"wrote {path} and {args.out / f'{NAME}.md'}")
@@ -114,4 +120,6 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Protocol seeds, reference backend (highway-env). Command: `{machine.get('command', '')}`; "
         f"{machine.get('cpu', '')}, {machine.get('cpu_count', '')} cores, commit {machine.get('git_commit', '')}.",
     ]
+    if payload.get("not_measured"):
+        lines += ["", f"Not measured on the reference backend: {'; '.join(payload['not_measured'])}."]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ import pytest
 from drivelab.envs.backends import reference_network
 from drivelab.envs.driver_lanes import lane_table
 from drivelab.envs.drivers_continuous import steering_for_curvature
-from drivelab.envs.drivers_yield import box_distances, speed_index
+from drivelab.envs.drivers_scenarios import yield_config
+from drivelab.envs.drivers_yield import SAMPLE_S, YieldingDriver, box_distances, speed_index
 
 
 @pytest.mark.parametrize("highway_env_id", ["roundabout-v0", "merge-v0", "intersection-v0", "racetrack-v0"])
@@ -73,3 +74,18 @@ def test_box_distances_and_speed_index_closed_forms() -> None:
     # highway-env MDPVehicle.speed_to_index on (0, 8, 16): nearest target speed.
     np.testing.assert_array_equal(speed_index(np.array([0.0, 3.9, 4.1, 12.5, 30.0]), np.array([0.0, 8.0, 16.0])),
                                   [0, 0, 1, 2, 2])
+
+
+def test_box_conflict_times_the_ego_out_of_the_zone_beyond_the_horizon() -> None:
+    """A plan that has not left the intersection's zone by the horizon's end leaves it at its last
+    speed: a crossing vehicle due long after that does not stop the ego, one due before it does."""
+    config = yield_config("drivelab/intersection-v0")  # horizon 4 s
+    driver = YieldingDriver(config, lane_table("intersection-v0"), period_s=1.0)
+    distance = 5.0 * driver.times[None, :]  # (1, K): 5 m/s, 20 m by the horizon's end
+    ego_box = (np.array([10.0]), np.array([50.0]))  # occupies the zone from 10 m to 50 m: 2 s to 10 s
+    relevant = np.array([[True]])
+    enter_step = round(2.0 / SAMPLE_S) - 1  # first sample at or past 10 m
+    for t_in, conflict in ((30.0, False), (8.0, True), (0.5, False)):
+        other_box = (np.array([[t_in]]), np.array([[t_in + 1.0]]))  # (B, V) occupancy [s]
+        first = driver._box_conflict(distance, ego_box, other_box, relevant)
+        assert first[0] == (enter_step if conflict else driver.steps), t_in
