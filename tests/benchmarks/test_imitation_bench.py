@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drivelab.benchmarks.bench.imitation import BENCH_COMMAND, BENCH_EVAL, _evaluate, _train
+from drivelab.benchmarks.bench.imitation import BENCH_COMMAND, BENCH_EVAL, _evaluate, _train, _train_seed
 from drivelab.benchmarks.cli import main
 
 TINY = ["--set", "total_steps=64", "--set", "ppo.n_envs=4", "--set", "ppo.n_steps=16", "--set", "ppo.batch_size=32",
@@ -63,3 +63,30 @@ def test_reuse_reads_back_an_evaluation_of_the_same_policy_and_episodes(tmp_path
     assert "reusing the evaluation" in capsys.readouterr().out
     again = _evaluate(str(run_dir), 3, cache)  # other episodes: evaluated again
     assert again["episodes"] == 3 and again["mean_return"] != 1234.5
+
+
+def test_every_variant_of_a_seed_gets_the_same_budget(tmp_path: Path) -> None:
+    """BC clones within --bc-share of the budget and the RL variants started from it get the rest;
+    BC alone with the whole budget and PPO from scratch get all of it."""
+    commands: list[list[str]] = []
+
+    def dispatch(argv: list[str]) -> int:  # records the command; a run that used 12 minutes
+        commands.append(argv)
+        final = Path(argv[argv.index("--run-dir") + 1]) / "final"
+        final.mkdir(parents=True)
+        (final / "policy.json").write_text(json.dumps({"training_wall_s": 720.0}))
+        return 0
+
+    args = argparse.Namespace(dispatch=dispatch, reuse=False, threads=1, settings=["camera.hud=true"], minutes=30.0,
+                              bc_share=0.4, bc_samples=None, runs=tmp_path,
+                              variants=["ppo", "bc", "bc_full", "bc_ppo", "bc_dqn"])
+    runs = _train_seed(args, 3)
+    by_run = {Path(argv[argv.index("--run-dir") + 1]).name: argv for argv in commands}
+    budget = {name: argv[-1] for name, argv in by_run.items()}  # each command ends with its budget
+    assert budget == {"ppo-s3": "max_minutes=30.0", "bc_full-s3": "max_minutes=30.0", "bc-s3": "max_minutes=12.0",
+                      "bc_ppo-s3": "max_minutes=18.0", "bc_dqn-s3": "max_minutes=18.0"}
+    for argv in commands:
+        assert argv[argv.index("--seed") + 1] == "3" and "camera.hud=true" in argv
+    assert "bc.dagger_rounds=12" in by_run["bc_full-s3"] and "bc.dagger_rounds=12" not in by_run["bc-s3"]
+    assert runs["bc_ppo"]["run_dirs"] == [str(tmp_path / "bc-s3"), str(tmp_path / "bc_ppo-s3")]
+    assert runs["bc_ppo"]["wall_s"] == [720.0, 720.0] and runs["bc_full"]["wall_s"] == [720.0]
