@@ -14,7 +14,9 @@ with the reference backend (highway-env), as a leaderboard entry would be; the e
 evaluated beside them. With ``--reuse``, a run this benchmark already trained with the very same
 ``drivelab train`` command (recorded beside it in ``bench_command.json``) is evaluated again
 instead of trained again, and its protocol result (``bench_eval.json``, same policy bytes and
-episodes) is read back, so a variant or a seed can be added to a finished comparison.
+episodes) is read back, so a variant or a seed can be added to a finished comparison. With
+``--join``, results JSONs of the same comparison written earlier (other seeds or variants, run on
+another machine or before its run folders were lost) are joined into ``--out`` without training.
 Writes ``imitation.json`` (every seed, phase wall times, machine),
 ``imitation.md`` (the table) and ``imitation_curves.png`` (each run's held-out evaluations).
 """
@@ -83,6 +85,9 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate runs trained earlier by the same command again instead of training them")
     parser.add_argument("--runs", type=Path, default=Path("runs/imitation"), help="run folders (default %(default)s)")
+    parser.add_argument("--join", type=Path, nargs="+", metavar="JSON",
+                        help="join results JSONs of one comparison (same budget, settings and episodes) into --out "
+                             "without training; a variant and seed in a later file replaces an earlier one")
     parser.add_argument("--out", type=Path, default=RESULTS / "imitation.json",
                         help="results JSON; .md and _curves.png go beside it (default %(default)s)")
     parser.set_defaults(func=run)
@@ -101,6 +106,46 @@ def _check_args(args: argparse.Namespace) -> None:
     check_writable(args.runs, folder=True)
     for path in (args.out, args.out.with_suffix(".md"), _curves_path(args.out)):
         check_writable(path)
+
+
+# What makes two results JSONs one comparison (``--join``).
+COMPARISON = ("env_id", "minutes", "bc_share", "bc_samples", "threads", "settings", "episodes", "eval_backend")
+
+
+def _join(paths: list[Path]) -> dict[str, Any]:
+    """One record from results JSONs of the same comparison; later rows replace earlier ones."""
+    records = []
+    for path in paths:
+        record = _stored(path)
+        if not isinstance(record, dict) or record.get("benchmark") != "imitation" \
+                or not all(isinstance(record.get(k), list) for k in ("runs", "seeds")) or "expert" not in record:
+            raise ConfigError(f"{path} is missing or not a results JSON of drivelab bench imitation; "
+                              f"give files its --out wrote")
+        differ = [k for k in COMPARISON if record.get(k) != records[0].get(k)] if records else []
+        if differ:
+            raise ConfigError(f"{path} is another comparison than {paths[0]} ({differ[0]}: "
+                              f"{record.get(differ[0])!r} vs {records[0].get(differ[0])!r}); join only the same one")
+        records.append(record)
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in records:
+        rows.update({(row["variant"], row["seed"]): row for row in record["runs"]})
+    ordered = sorted(rows.values(), key=lambda r: (r["seed"], VARIANTS.index(r["variant"])))
+    joined = {k: records[-1][k] for k in COMPARISON}
+    return {"benchmark": "imitation", **joined, "expert": records[-1]["expert"],
+            "seeds": sorted({r["seed"] for r in ordered}), "runs": ordered, "summary": _summary(ordered),
+            "joined_from": [{"file": str(path), "seeds": record["seeds"], "machine": record.get("machine")}
+                            for path, record in zip(paths, records)]}
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant: the seeds it has, and the means of their protocol return and crash rate."""
+    summary = {}
+    for variant in VARIANTS:
+        mine = [r for r in rows if r["variant"] == variant]
+        if mine:
+            summary[variant] = {"seeds": len(mine), "mean_return": float(np.mean([r["mean_return"] for r in mine])),
+                                "crash_rate": float(np.mean([r["crash_rate"] for r in mine]))}
+    return summary
 
 
 def _curves_path(out: Path) -> Path:
@@ -212,7 +257,8 @@ def _curves(rows: list[dict[str, Any]], path: Path) -> None:
                         if variant.startswith("bc_") else "env steps")
         axis.set_ylabel("selection-seed mean return")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        if axis.lines:  # a joined result's runs may be on another machine, their curves with them
+            axis.legend(fontsize=8)
     with atomic_output(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
 
@@ -236,11 +282,20 @@ def _table(record: dict[str, Any]) -> str:
     for variant, summary in record["summary"].items():
         lines.append(f"| **{LABELS[variant]}** (mean of {summary['seeds']}) | | **{summary['mean_return']:.2f}** | "
                      f"**{summary['crash_rate']:.2f}** | | |")
+    for source in record.get("joined_from", []):
+        command = (source.get("machine") or {}).get("command", "?")
+        lines.append(f"\nSeeds {', '.join(map(str, source['seeds']))} from `{source['file']}`: `{command}`")
     return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
     """Train every variant of every seed, evaluate on the protocol, write JSON, Markdown and curves."""
+    if args.join:
+        for path in (args.out, args.out.with_suffix(".md"), _curves_path(args.out)):
+            check_writable(path)
+        record = {**_join(args.join), "machine": machine_info()}
+        _write(record, args.out)
+        return 0
     _check_args(args)
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
@@ -249,20 +304,18 @@ def run(args: argparse.Namespace) -> int:
             evaluation = _evaluate(str(run_dir), args.episodes, run_dir / BENCH_EVAL if args.reuse else None)
             rows.append({"variant": variant, "seed": seed, **trained, **evaluation})
             print(rows[-1], flush=True)
-    summary = {}
-    for variant in VARIANTS:
-        mine = [r for r in rows if r["variant"] == variant]
-        if mine:
-            summary[variant] = {"seeds": len(mine), "mean_return": float(np.mean([r["mean_return"] for r in mine])),
-                                "crash_rate": float(np.mean([r["crash_rate"] for r in mine]))}
     expert = _evaluate(EXPERT, args.episodes, args.runs / BENCH_EVAL if args.reuse else None)
     record = {"benchmark": "imitation", "env_id": ENV_ID, "expert": expert,
               "minutes": args.minutes, "bc_share": args.bc_share, "bc_samples": args.bc_samples,
               "threads": args.threads, "seeds": args.seeds, "settings": args.settings,
               "episodes": args.episodes, "eval_backend": load_protocol().reference_backend, "runs": rows,
-              "summary": summary, "machine": machine_info()}
-    write_json_atomic(args.out, record)
-    write_text_atomic(args.out.with_suffix(".md"), _table(record))
-    _curves(rows, _curves_path(args.out))
-    print(_table(record))
+              "summary": _summary(rows), "machine": machine_info()}
+    _write(record, args.out)
     return 0
+
+
+def _write(record: dict[str, Any], out: Path) -> None:
+    write_json_atomic(out, record)
+    write_text_atomic(out.with_suffix(".md"), _table(record))
+    _curves(record["runs"], _curves_path(out))
+    print(_table(record))

@@ -90,3 +90,42 @@ def test_every_variant_of_a_seed_gets_the_same_budget(tmp_path: Path) -> None:
     assert "bc.dagger_rounds=12" in by_run["bc_full-s3"] and "bc.dagger_rounds=12" not in by_run["bc-s3"]
     assert runs["bc_ppo"]["run_dirs"] == [str(tmp_path / "bc-s3"), str(tmp_path / "bc_ppo-s3")]
     assert runs["bc_ppo"]["wall_s"] == [720.0, 720.0] and runs["bc_full"]["wall_s"] == [720.0]
+
+
+def _results(seeds: list[int], rows: list[tuple[str, int, float]], **comparison: object) -> dict[str, object]:
+    """A results JSON as the bench writes it (the fields --join reads), with the given (variant, seed, return)."""
+    return {"benchmark": "imitation", "env_id": "drivelab/highway-fast-v0", "minutes": 30.0, "bc_share": 0.4,
+            "bc_samples": None, "threads": 1, "settings": ["camera.width=96"], "episodes": 50,
+            "eval_backend": "highway-env", "seeds": seeds, **comparison,
+            "expert": {"mean_return": 21.8, "crash_rate": 0.02, "mean_speed": 21.6, "episodes": 50},
+            "runs": [{"variant": v, "seed": s, "run_dirs": [f"runs/x/{v}-s{s}"], "wall_s": [600.0], "mean_return": r,
+                      "crash_rate": 0.1, "mean_speed": 21.0, "episodes": 50} for v, s, r in rows],
+            "machine": {"command": f"drivelab bench imitation --seeds {' '.join(map(str, seeds))}"}}
+
+
+def test_join_merges_seeds_of_one_comparison_and_refuses_another(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    first, second, other = tmp_path / "s01.json", tmp_path / "s2.json", tmp_path / "other.json"
+    first.write_text(json.dumps(_results([0, 1], [("bc", 0, 20.0), ("bc", 1, 21.0), ("bc_ppo", 1, 22.0)])))
+    second.write_text(json.dumps(_results([1, 2], [("bc_ppo", 1, 25.0), ("bc", 2, 23.0), ("ppo", 2, 19.0)])))
+    out = tmp_path / "joined.json"
+    assert main(["bench", "imitation", "--join", str(first), str(second), "--out", str(out)]) == 0
+    joined = json.loads(out.read_text())
+    assert [(r["variant"], r["seed"], r["mean_return"]) for r in joined["runs"]] == [
+        ("bc", 0, 20.0), ("bc", 1, 21.0), ("bc_ppo", 1, 25.0), ("ppo", 2, 19.0), ("bc", 2, 23.0)]  # later replaces
+    assert joined["seeds"] == [0, 1, 2] and joined["settings"] == ["camera.width=96"]
+    assert joined["summary"]["bc"] == {"seeds": 3, "mean_return": pytest.approx(21.333333),
+                                       "crash_rate": pytest.approx(0.1)}
+    assert [s["file"] for s in joined["joined_from"]] == [str(first), str(second)]
+    assert "--seeds 1 2" in out.with_suffix(".md").read_text() and out.with_name("joined_curves.png").is_file()
+    capsys.readouterr()
+
+    other.write_text(json.dumps(_results([3], [("bc", 3, 20.0)], episodes=100)))
+    (tmp_path / "broken.json").write_text("{")
+    for bad, why in ((other, "another comparison"), (tmp_path / "broken.json", "not a results JSON"),
+                     (tmp_path / "missing.json", "not a results JSON")):
+        before = out.read_bytes()
+        assert main(["bench", "imitation", "--join", str(first), str(bad), "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert why in error and len(error.strip().splitlines()) == 1 and "Traceback" not in error
+        assert out.read_bytes() == before  # nothing written
