@@ -98,8 +98,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         "scenario's rule-based driver, idm: IDM/MOBIL itself, zoo: zoo:ALGO/SCENARIO where "
                         "shipped (default %(default)s)")
     parser.add_argument("--pages-only", action="store_true",
-                        help="evaluate nothing: rewrite LEADERBOARD.md, leaderboard_scenarios.md and the HTML page "
-                        "from --db")
+                        help="evaluate nothing: rewrite LEADERBOARD.md, leaderboard_scenarios.md, the HTML page "
+                        "and the --scenarios' per-seed RL reports (rl_SCENARIO.json/.md) from --db")
     parser.set_defaults(func=run)
 
 
@@ -349,7 +349,9 @@ def build_boards(
     pages.export(ranked, "html", html)
     print(f"wrote {html / 'index.html'}")
     report: dict[str, Any] = {"agents": []}
-    for env_id in plans:  # per training seed, for every scenario evaluated with trained runs
+    # Per training seed, for every scenario evaluated (with --pages-only: every one asked for) that
+    # has trained runs on the board.
+    for env_id in dict.fromkeys([*plans, *scenarios]):
         scenario_report = rl_report(db, env_id)
         if scenario_report["agents"]:
             stem = "rl_highway_camera" if env_id == RL_REPORT_ENV else f"rl_{short_name(env_id)}"

@@ -93,9 +93,21 @@ def test_pages_only_rewrites_the_pages_from_the_board_without_evaluating(tmp_pat
                                    html=tmp_path / "first", results=tmp_path / "first", make_env=FakeDrivingVecEnv)
     monkeypatch.setattr(bench_leaderboard, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(bench_leaderboard.submit, "evaluate_and_submit", None)  # calling it would fail
+    reported = []  # the per-seed RL report of every scenario asked for is rewritten from the board too
+
+    def rl_report(board: Path, env_id: str) -> dict:
+        reported.append(env_id)
+        return {"env_id": env_id, "protocol": "p", "backend": "b", "target": "t", "agents": [
+            {"agent": "ppo-camera", "runs": [], "mean_return": 1.0, "return_std_across_seeds": 0.0,
+             "crash_rate": 0.0, "crash_rate_std_across_seeds": 0.0}] if env_id == MERGE else []}
+
+    monkeypatch.setattr(bench_leaderboard, "rl_report", rl_report)
     argv = ["bench", "leaderboard", "--pages-only", "--db", str(db), "--html", str(tmp_path / "html")]
     args = build_parser(argv).parse_args(argv)
     assert args.func(args) == 0
+    assert MERGE in reported and len(reported) == len(bench_leaderboard.SCENARIOS)
+    assert json.loads((tmp_path / "results" / "rl_merge.json").read_text())["agents"][0]["agent"] == "ppo-camera"
+    assert sorted(p.name for p in (tmp_path / "results").glob("rl_*")) == ["rl_merge.json", "rl_merge.md"]
     assert "## merge (drivelab/merge-v0)" in (tmp_path / "results" / "LEADERBOARD.md").read_text()
     assert "| merge | 3 |" in (tmp_path / "results" / "leaderboard_scenarios.md").read_text()
     assert (tmp_path / "html" / "index.html").is_file()
