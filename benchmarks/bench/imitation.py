@@ -17,7 +17,7 @@ instead of trained again, and its protocol result (``bench_eval.json``, same pol
 episodes) is read back, so a variant or a seed can be added to a finished comparison. With
 ``--join``, results JSONs of the same comparison written earlier (other seeds or variants, run on
 another machine or before its run folders were lost) are joined into ``--out`` without training.
-Writes ``imitation.json`` (every seed, phase wall times, machine),
+Writes ``imitation.json`` (every seed, phase wall times, selection curves, machine),
 ``imitation.md`` (the table) and ``imitation_curves.png`` (each run's held-out evaluations).
 """
 
@@ -129,7 +129,7 @@ def _join(paths: list[Path]) -> dict[str, Any]:
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for record in records:
         rows.update({(row["variant"], row["seed"]): row for row in record["runs"]})
-    ordered = sorted(rows.values(), key=lambda r: (r["seed"], VARIANTS.index(r["variant"])))
+    ordered = sorted((_with_curve(r) for r in rows.values()), key=lambda r: (r["seed"], VARIANTS.index(r["variant"])))
     joined = {k: records[-1][k] for k in COMPARISON}
     return {"benchmark": "imitation", **joined, "expert": records[-1]["expert"],
             "seeds": sorted({r["seed"] for r in ordered}), "runs": ordered, "summary": _summary(ordered),
@@ -237,6 +237,16 @@ def _evaluate(label: str, episodes: int, cache: Path | None = None) -> dict[str,
     return row
 
 
+def _with_curve(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its (last) run's selection evaluations as ``curve``: [step, mean return, crash rate]
+    rows, read from the run folder when the row has none yet (a joined row keeps the one it has)."""
+    history = Path(row["run_dirs"][-1]) / "evaluations.jsonl"
+    if row.get("curve") or not history.is_file():
+        return row
+    points = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    return {**row, "curve": [[p["step"], p["mean_return"], p.get("crash_rate")] for p in points]}
+
+
 def _curves(rows: list[dict[str, Any]], path: Path) -> None:
     """One panel per variant: each seed's held-out selection evaluations over its (last) run's steps."""
     from matplotlib.figure import Figure  # heavy; only here
@@ -246,12 +256,9 @@ def _curves(rows: list[dict[str, Any]], path: Path) -> None:
     axes = figure.subplots(1, len(variants), squeeze=False)[0]
     for axis, variant in zip(axes, variants):
         for row in (r for r in rows if r["variant"] == variant):
-            history = Path(row["run_dirs"][-1]) / "evaluations.jsonl"
-            points = [json.loads(line) for line in history.read_text().splitlines() if line.strip()] \
-                if history.is_file() else []
-            if points:
-                axis.plot([p["step"] for p in points], [p["mean_return"] for p in points], marker="o",
-                          label=f"seed {row['seed']}")
+            if row.get("curve"):
+                steps, returns, _ = zip(*row["curve"])
+                axis.plot(steps, returns, marker="o", label=f"seed {row['seed']}")
         axis.set_title(LABELS[variant])
         axis.set_xlabel("training samples" if variant in ("bc", "bc_full") else "env steps (after the clone)"
                         if variant.startswith("bc_") else "env steps")
@@ -302,8 +309,8 @@ def run(args: argparse.Namespace) -> int:
         for variant, trained in _train_seed(args, seed).items():
             run_dir = Path(trained["run_dirs"][-1])
             evaluation = _evaluate(str(run_dir), args.episodes, run_dir / BENCH_EVAL if args.reuse else None)
-            rows.append({"variant": variant, "seed": seed, **trained, **evaluation})
-            print(rows[-1], flush=True)
+            rows.append(_with_curve({"variant": variant, "seed": seed, **trained, **evaluation}))
+            print({k: v for k, v in rows[-1].items() if k != "curve"}, flush=True)
     expert = _evaluate(EXPERT, args.episodes, args.runs / BENCH_EVAL if args.reuse else None)
     record = {"benchmark": "imitation", "env_id": ENV_ID, "expert": expert,
               "minutes": args.minutes, "bc_share": args.bc_share, "bc_samples": args.bc_samples,

@@ -120,6 +120,21 @@ def test_join_merges_seeds_of_one_comparison_and_refuses_another(tmp_path: Path,
     assert "--seeds 1 2" in out.with_suffix(".md").read_text() and out.with_name("joined_curves.png").is_file()
     capsys.readouterr()
 
+    # A run folder's selection evaluations go into the joined row, and stay when the folder is gone.
+    second_record = json.loads(second.read_text())
+    run_dir = tmp_path / "ppo-s2"
+    run_dir.mkdir()
+    (run_dir / "evaluations.jsonl").write_text('{"step": 100, "mean_return": 18.5, "crash_rate": 0.2}\n'
+                                               '{"step": 200, "mean_return": 19.5, "crash_rate": 0.1}\n')
+    second_record["runs"][2]["run_dirs"] = [str(run_dir)]
+    second.write_text(json.dumps(second_record))
+    assert main(["bench", "imitation", "--join", str(first), str(second), "--out", str(out)]) == 0
+    (run_dir / "evaluations.jsonl").unlink()
+    assert main(["bench", "imitation", "--join", str(out), "--out", str(tmp_path / "again.json")]) == 0
+    rows = {(r["variant"], r["seed"]): r for r in json.loads((tmp_path / "again.json").read_text())["runs"]}
+    assert rows["ppo", 2]["curve"] == [[100, 18.5, 0.2], [200, 19.5, 0.1]] and "curve" not in rows["bc", 0]
+    capsys.readouterr()
+
     other.write_text(json.dumps(_results([3], [("bc", 3, 20.0)], episodes=100)))
     (tmp_path / "broken.json").write_text("{")
     for bad, why in ((other, "another comparison"), (tmp_path / "broken.json", "not a results JSON"),
