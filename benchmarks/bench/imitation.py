@@ -239,9 +239,12 @@ def _evaluate(label: str, episodes: int, cache: Path | None = None) -> dict[str,
 
 def _with_curve(row: dict[str, Any]) -> dict[str, Any]:
     """``row`` with its (last) run's selection evaluations as ``curve``: [step, mean return, crash rate]
-    rows, read from the run folder when the row has none yet (a joined row keeps the one it has)."""
-    history = Path(row["run_dirs"][-1]) / "evaluations.jsonl"
-    if row.get("curve") or not history.is_file():
+    rows, read from the run folder when the row has none yet (a joined row keeps the one it has) and
+    the folder still holds that run (same training wall time: not one trained there since)."""
+    run_dir = Path(row["run_dirs"][-1])
+    history = run_dir / "evaluations.jsonl"
+    if row.get("curve") or not history.is_file() or _stored(run_dir / "final" / "policy.json") is None \
+            or _wall_s(run_dir) != row["wall_s"][-1]:
         return row
     points = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
     return {**row, "curve": [[p["step"], p["mean_return"], p.get("crash_rate")] for p in points]}
@@ -291,7 +294,9 @@ def _table(record: dict[str, Any]) -> str:
                      f"**{summary['crash_rate']:.2f}** | | |")
     for source in record.get("joined_from", []):
         command = (source.get("machine") or {}).get("command", "?")
-        lines.append(f"\nSeeds {', '.join(map(str, source['seeds']))} from `{source['file']}`: `{command}`")
+        seeds = source["seeds"]
+        lines.append(f"\nSeed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))} from `{source['file']}`: "
+                     f"`{command}`")
     return "\n".join(lines) + "\n"
 
 

@@ -126,13 +126,18 @@ def test_join_merges_seeds_of_one_comparison_and_refuses_another(tmp_path: Path,
     run_dir.mkdir()
     (run_dir / "evaluations.jsonl").write_text('{"step": 100, "mean_return": 18.5, "crash_rate": 0.2}\n'
                                                '{"step": 200, "mean_return": 19.5, "crash_rate": 0.1}\n')
-    second_record["runs"][2]["run_dirs"] = [str(run_dir)]
+    (run_dir / "final").mkdir()
+    (run_dir / "final" / "policy.json").write_text(json.dumps({"training_wall_s": 600.0}))
+    for row in second_record["runs"][1:]:  # bc-s2's folder holds a run trained since (another wall time)
+        row["run_dirs"] = [str(run_dir)]
+    second_record["runs"][1]["wall_s"] = [599.0]
     second.write_text(json.dumps(second_record))
     assert main(["bench", "imitation", "--join", str(first), str(second), "--out", str(out)]) == 0
     (run_dir / "evaluations.jsonl").unlink()
     assert main(["bench", "imitation", "--join", str(out), "--out", str(tmp_path / "again.json")]) == 0
     rows = {(r["variant"], r["seed"]): r for r in json.loads((tmp_path / "again.json").read_text())["runs"]}
-    assert rows["ppo", 2]["curve"] == [[100, 18.5, 0.2], [200, 19.5, 0.1]] and "curve" not in rows["bc", 0]
+    assert rows["ppo", 2]["curve"] == [[100, 18.5, 0.2], [200, 19.5, 0.1]]
+    assert "curve" not in rows["bc", 2] and "curve" not in rows["bc", 0]
     capsys.readouterr()
 
     other.write_text(json.dumps(_results([3], [("bc", 3, 20.0)], episodes=100)))
