@@ -122,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # matplotlib's "generated new fontManager" (its first import on a machine) is not the user's news.
+    logging.getLogger("matplotlib").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     args.dispatch = main  # commands that compose other commands (demo) run them through here
     try:
         status = args.func(args)

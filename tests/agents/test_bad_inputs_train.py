@@ -70,3 +70,15 @@ def test_bad_input_is_one_line_before_any_work(case: str, tmp_path: Path) -> Non
     assert len(lines) == 1 and lines[0].startswith("drivelab: error:"), done.stderr
     assert fragment in lines[0]
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a run folder
+
+
+def test_a_first_run_on_a_new_machine_says_only_the_error(tmp_path: Path) -> None:
+    """matplotlib builds its font cache on its first import on a machine and logs that; a bad input
+    on a fresh machine is still the error line alone."""
+    env = {**os.environ, "SDL_VIDEODRIVER": "offscreen", "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    done = subprocess.run([*CLI, "train", *TINY, "--run-dir", "/proc/x"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "mpl").is_dir()  # matplotlib was imported with an empty cache
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("drivelab: error: cannot write /proc/x")
