@@ -104,7 +104,11 @@ def _check_args(args: argparse.Namespace) -> None:
     for algo in ("ppo", "bc", "dqn"):
         load_train_config(ENV_ID, algo, overrides)
     check_writable(args.runs, folder=True)
-    for path in (args.out, args.out.with_suffix(".md"), _curves_path(args.out)):
+    _check_outputs(args.out)
+
+
+def _check_outputs(out: Path) -> None:
+    for path in (out, out.with_suffix(".md"), _curves_path(out)):
         check_writable(path)
 
 
@@ -243,8 +247,9 @@ def _with_curve(row: dict[str, Any]) -> dict[str, Any]:
     the folder still holds that run (same training wall time: not one trained there since)."""
     run_dir = Path(row["run_dirs"][-1])
     history = run_dir / "evaluations.jsonl"
-    if row.get("curve") or not history.is_file() or _stored(run_dir / "final" / "policy.json") is None \
-            or _wall_s(run_dir) != row["wall_s"][-1]:
+    final = _stored(run_dir / "final" / "policy.json")
+    if row.get("curve") or not history.is_file() or not isinstance(final, dict) \
+            or float(final.get("training_wall_s", 0.0)) != row["wall_s"][-1]:
         return row
     points = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
     return {**row, "curve": [[p["step"], p["mean_return"], p.get("crash_rate")] for p in points]}
@@ -303,8 +308,7 @@ def _table(record: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Train every variant of every seed, evaluate on the protocol, write JSON, Markdown and curves."""
     if args.join:
-        for path in (args.out, args.out.with_suffix(".md"), _curves_path(args.out)):
-            check_writable(path)
+        _check_outputs(args.out)
         record = {**_join(args.join), "machine": machine_info()}
         _write(record, args.out)
         return 0
