@@ -68,7 +68,8 @@ class RecordingSpec:
 
     @property
     def steps_per_chunk(self) -> int:
-        return math.ceil(self.chunk_size / self.num_envs)
+        # a recording smaller than one chunk is one chunk of its own size, not ``chunk_size`` rows
+        return math.ceil(min(self.chunk_size, self.samples) / self.num_envs)
 
     @property
     def num_chunks(self) -> int:

@@ -65,6 +65,13 @@ def test_same_seed_same_data_other_seed_other_data(uninterrupted: Path, tmp_path
         c["sha256"] for c in original["chunks"]}
 
 
+def test_a_recording_smaller_than_a_chunk_records_only_what_was_asked(tmp_path: Path) -> None:
+    """10 samples on 8 envs are 2 vector steps (16 rows), not a whole 32-row chunk (the doc's "up to B - 1 more")."""
+    spec = RecordingSpec(**{**SPEC.__dict__, "samples": 10})
+    manifest = record(tmp_path / "small", spec, load_policy("baseline:idm", ENV_ID))
+    assert manifest["complete"] and manifest["samples"] == 16 and len(manifest["chunks"]) == 1
+
+
 def test_rows_are_expert_labelled_transitions_from_training_seeds(uninterrupted: Path) -> None:
     data = load(uninterrupted, transitions=True)
     assert data.observations.dtype == np.uint8 and data.observations.shape == (96, 2, 32, 64)
