@@ -169,6 +169,11 @@ class BCConfig:
     dagger_rounds: int = bounded(0, low=0, high=100)  # rounds of DAgger after the first fit (0 = plain BC)
     dagger_samples: int = bounded(20_000, low=1, high=100_000_000)  # samples recorded per DAgger round
     dagger_beta: float = bounded(0.5, low=0, high=1)  # expert's share of the driven actions in round 1, then beta^r
+    # DAgger rounds after the others recorded on the protocol's reference backend (highway-env), where
+    # the protocol evaluates: a clone trained on EnvPool's traffic only meets states there it never saw
+    reference_rounds: int = bounded(0, low=0, high=100)
+    reference_samples: int = bounded(4_000, low=1, high=100_000_000)  # samples per reference round
+    reference_envs: int = bounded(8, low=1, high=MAX_NUM_ENVS)  # envs (in worker processes) of a reference round
     epochs: int = bounded(8, low=1, high=100_000)  # passes over the data after the first recording and each round
     batch_size: int = bounded(256, low=1, high=1_000_000)
     learning_rate: float = bounded(3e-4, low=0, low_open=True, high=1.0)

@@ -228,7 +228,7 @@ class ExpertData:
     truncated: np.ndarray  # (N,) bool
     next_observations: np.ndarray | None = None  # (N, C, H, W), only with transitions=True
     window_end: np.ndarray | None = None  # (N,) bool: rows of a chunk's last step (episodes continue unseen)
-    num_envs: int = 1  # B: row t * B + i is env i at step t
+    num_envs: int = 1  # B: row t * B + i is env i at step t; 0: sets of several env counts (no time-major rows)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -252,7 +252,8 @@ def load(folders: list[Path | str] | Path | str, transitions: bool = False) -> E
     """Read every complete chunk of one or more data sets, checking each chunk's SHA-256.
 
     Raises:
-        CheckpointError: a missing manifest, or a chunk that is missing or does not match it.
+        CheckpointError: a missing manifest, a chunk that is missing or does not match it, or
+            transitions asked of sets recorded with different env counts.
     """
     folders = [folders] if isinstance(folders, (str, Path)) else folders
     parts: dict[str, list[np.ndarray]] = {}
@@ -271,10 +272,10 @@ def load(folders: list[Path | str] | Path | str, transitions: bool = False) -> E
                 parts.setdefault(name, []).append(values)
     if not parts:
         raise CheckpointError(f"expert data in {', '.join(map(str, folders))} holds no chunks")
-    if len(num_envs) != 1:
+    if len(num_envs) != 1 and transitions:  # rows of sets with other env counts interleave differently
         raise CheckpointError(f"expert data sets recorded with different env counts {sorted(num_envs)}; record alike")
     merged = {name: np.concatenate(values) for name, values in parts.items()}
     return ExpertData(
         merged["observations"], merged["actions"], merged["rewards"], merged["terminated"], merged["truncated"],
-        merged.get("next_observations"), merged["window_end"], num_envs.pop(),
+        merged.get("next_observations"), merged["window_end"], num_envs.pop() if len(num_envs) == 1 else 0,
     )

@@ -11,6 +11,8 @@ exports are those of every other algorithm; the exports say ``algo: bc``.
 Extra run-folder content::
 
     expert_data/round_0/   the expert's recording (chunks + manifest); round_R/ for DAgger round R
+                           (rounds after ``bc.dagger_rounds``: ``bc.reference_rounds`` recorded on the
+                           protocol's reference backend, highway-env, in worker processes)
     checkpoints/bc_state.pt  network, optimizer, position (round, epoch, batch), step, torch RNG
 
 Steps of a bc run count training samples: ``num_timesteps`` grows by the batch size per
@@ -44,6 +46,7 @@ from drivelab.agents.export import export_policy
 from drivelab.agents.loading import load_policy
 from drivelab.agents.networks import policy_class, policy_kwargs
 from drivelab.agents.policies import Policy, TrainedPolicy
+from drivelab.agents.protocol import load_protocol
 from drivelab.agents.run_records import previous_wall_s, record_finish, record_start, write_config
 from drivelab.agents.runs import (
     BEST,
@@ -145,11 +148,16 @@ def _load_state(path: Path, model: ClonedModel, optimizer: torch.optim.Optimizer
 
 
 def _recording_spec(config: TrainConfig, round_: int) -> RecordingSpec:
+    """Round 0: the expert alone; 1..dagger_rounds: DAgger on the run's backend; then the reference rounds."""
     hyper: BCConfig = config.bc
+    samples, num_envs, backend = hyper.dagger_samples, hyper.n_envs, config.backend
+    if round_ == 0:
+        samples = hyper.samples
+    elif round_ > hyper.dagger_rounds:
+        samples, num_envs, backend = hyper.reference_samples, hyper.reference_envs, load_protocol().reference_backend
     return RecordingSpec(
-        env_id=config.env_id, expert=hyper.expert, seed=config.seed,
-        samples=hyper.samples if round_ == 0 else hyper.dagger_samples, num_envs=hyper.n_envs,
-        chunk_size=hyper.chunk_size, backend=config.backend, camera=dict(config.camera),
+        env_id=config.env_id, expert=hyper.expert, seed=config.seed, samples=samples, num_envs=num_envs,
+        chunk_size=hyper.chunk_size, backend=backend, camera=dict(config.camera),
         env_config=dict(config.env_config), round=round_, beta=1.0 if round_ == 0 else hyper.dagger_beta ** round_,
     )
 
@@ -258,7 +266,7 @@ def _fit(model: ClonedModel, optimizer: torch.optim.Optimizer, config: TrainConf
     first_round_rows = 0
     running = True
     try:
-        for round_ in range(hyper.dagger_rounds + 1):
+        for round_ in range(hyper.dagger_rounds + hyper.reference_rounds + 1):
             learner = TrainedPolicy(model.policy, name="learner") if round_ > 0 else None
             recorded = _record_round(config, run_dir, round_, expert, learner, time_left_s)
             if recorded is None:

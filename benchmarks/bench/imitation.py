@@ -43,13 +43,18 @@ from drivelab.core.provenance import machine_info
 RESULTS = Path("benchmarks/results")
 ENV_ID = "drivelab/highway-fast-v0"
 EXPERT = "baseline:idm"
-VARIANTS = ("ppo", "bc", "bc_full", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe")
-LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_full": "BC, whole budget", "bc_ppo": "BC -> PPO",
+VARIANTS = ("ppo", "bc", "bc_full", "bc_ref", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe")
+LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_full": "BC, whole budget",
+          "bc_ref": "BC + highway-env DAgger", "bc_ppo": "BC -> PPO",
           "bc_ppo_kl": "BC -> PPO + KL", "bc_dqn": "BC -> DQN", "bc_dqn_safe": "BC -> DQN, crash penalty"}
 # BC alone given the whole budget spends it on more DAgger rounds (the learner drives, the expert
 # labels): 8 rounds of 20k samples took 20 minutes with a 96 m view on this machine; the budget
 # stops it where it is, keeping the best clone on the selection seeds.
 BC_FULL_SETTINGS = ["--set", "bc.dagger_rounds=12"]
+# BC + highway-env DAgger: the whole budget too, the rounds after the EnvPool ones recorded on the
+# protocol's reference backend (~25 samples/s there on one core, against ~2,000 on EnvPool): the
+# 12-round clone made 22.4 / 0 % crashes on EnvPool's selection seeds and 20.9 / 14 % on highway-env's.
+BC_REF_SETTINGS = ["--set", "bc.reference_rounds=3", "--set", "bc.reference_samples=5000"]
 BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a run (``--reuse``)
 BENCH_EVAL = "bench_eval.json"  # a run's (or, in --runs, the expert's) protocol result (``--reuse``)
 # The suite's RL settings (benchmarks/suites/highway-camera.yaml); a started DQN explores at its
@@ -204,6 +209,11 @@ def _train_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]
         _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(run_dir), *samples,
                                *BC_FULL_SETTINGS, "--set", f"max_minutes={budget}"])
         runs["bc_full"] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
+    if "bc_ref" in args.variants:
+        run_dir = args.runs / f"bc_ref-s{seed}"
+        _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(run_dir), *samples,
+                               *BC_REF_SETTINGS, "--set", f"max_minutes={budget}"])
+        runs["bc_ref"] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
     if not {"bc", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe"} & set(args.variants):
         return runs
     bc_dir = args.runs / f"bc-s{seed}"
@@ -273,7 +283,7 @@ def _curves(rows: list[dict[str, Any]], path: Path) -> None:
                 steps, returns, _ = zip(*row["curve"])
                 axis.plot(steps, returns, marker="o", label=f"seed {row['seed']}")
         axis.set_title(LABELS[variant])
-        axis.set_xlabel("training samples" if variant in ("bc", "bc_full") else "env steps (after the clone)"
+        axis.set_xlabel("training samples" if variant in ("bc", "bc_full", "bc_ref") else "env steps (after the clone)"
                         if variant.startswith("bc_") else "env steps")
         axis.set_ylabel("selection-seed mean return")
         axis.grid(alpha=0.3)

@@ -13,6 +13,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from drivelab.agents import (
+    CheckpointError,
     ConfigError,
     PolicyLoadError,
     TrainedPolicy,
@@ -189,6 +190,24 @@ def test_dagger_round_records_with_the_learner_and_trains_on_all_rounds(tmp_path
     assert [row["charts/expert_samples"] for row in rows if "charts/expert_samples" in row] == [512, 768]
     # one epoch over round 0's training rows (410 -> 6 batches), then one over both rounds (666 -> 10)
     assert result.num_timesteps == (6 + 10) * 64
+
+
+def test_reference_rounds_record_the_learner_on_the_protocol_backend(tmp_path: Path) -> None:
+    """A reference round is a DAgger round recorded on highway-env (where the protocol evaluates),
+    with its own sample count and envs, and the clone is fitted on it with the EnvPool rounds."""
+    config = bc_config(**{"bc.samples": 256, "bc.chunk_size": 256, "bc.epochs": 1, "bc.reference_rounds": 1,
+                          "bc.reference_samples": 16, "bc.reference_envs": 2, "eval_every_steps": 0})
+    result = train(config, tmp_path / "ref", progress_bar=False)
+    first = json.loads((result.run_dir / "expert_data" / "round_0" / "manifest.json").read_text())
+    manifest = json.loads((result.run_dir / "expert_data" / "round_1" / "manifest.json").read_text())
+    assert first["spec"]["backend"] == "auto" and manifest["complete"] and manifest["samples"] == 16
+    assert manifest["spec"] | {"backend": "highway-env", "num_envs": 2, "round": 1, "beta": 0.5} == manifest["spec"]
+    rows = _rows(result.run_dir / "metrics.jsonl")
+    assert [row["charts/expert_samples"] for row in rows if "charts/expert_samples" in row] == [256, 272]
+    rounds = [result.run_dir / "expert_data" / f"round_{r}" for r in (0, 1)]
+    assert len(load(rounds)) == 272  # BC's rows; transitions (time-major rows of B envs) need one env count
+    with pytest.raises(CheckpointError, match="different env counts"):
+        load(rounds, transitions=True)
 
 
 class PenaltyProbe(BaseCallback):
