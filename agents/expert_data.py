@@ -47,7 +47,8 @@ log = logging.getLogger("drivelab.agents")
 DATA_FORMAT, DATA_VERSION = "drivelab-expert-data", 1
 MANIFEST = "manifest.json"
 ARRAYS = ("observations", "actions", "rewards", "terminated", "truncated", "final_observations",
-          "tail_observations")
+          "tail_observations", "crashed")
+ROW_ARRAYS = ("observations", "actions", "rewards", "terminated", "truncated")  # one row per sample
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _record_chunk(
     if learner is not None:
         learner.reset()
     mixing = np.random.default_rng(env_seed)  # which envs follow the expert at each step
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS[:5]}
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in (*ROW_ARRAYS, "crashed")}
     final: list[np.ndarray] = []
     for _ in range(spec.steps_per_chunk):
         labels = np.asarray(expert.act(observation, env=vec))  # (B,) or (B, A)
@@ -144,6 +145,8 @@ def _record_chunk(
         rows["terminated"].append(np.asarray(terminated, bool))
         rows["truncated"].append(np.asarray(truncated, bool))
         done = np.asarray(terminated, bool) | np.asarray(truncated, bool)
+        crashed = np.asarray(infos["driving"]["crashed"], bool) & done if done.any() else np.zeros_like(done)
+        rows["crashed"].append(crashed)  # the step on which the ego crashed (other scenarios end otherwise too)
         final.extend(infos["final_obs"][i] for i in np.flatnonzero(done))
         if done.any():
             expert.reset(done)
@@ -229,14 +232,15 @@ class ExpertData:
     next_observations: np.ndarray | None = None  # (N, C, H, W), only with transitions=True
     window_end: np.ndarray | None = None  # (N,) bool: rows of a chunk's last step (episodes continue unseen)
     num_envs: int = 1  # B: row t * B + i is env i at step t; 0: sets of several env counts (no time-major rows)
+    crashed: np.ndarray | None = None  # (N,) bool: the ego crashed on this step (None: recorded without it)
 
     def __len__(self) -> int:
         return len(self.actions)
 
 
 def _chunk_arrays(path: Path, num_envs: int, transitions: bool) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as loaded:
-        arrays = {name: loaded[name] for name in ARRAYS if transitions or name in ARRAYS[:5]}
+    with np.load(path, allow_pickle=False) as loaded:  # "crashed": absent from chunks recorded before it was
+        arrays = {name: loaded[name] for name in ARRAYS if name in loaded and (transitions or name in ROW_ARRAYS)}
     if transitions:  # next row of the same env, or its episode's final frame, or the tail
         observations = arrays["observations"]
         following = np.concatenate([observations[num_envs:], arrays["tail_observations"]])
@@ -274,8 +278,10 @@ def load(folders: list[Path | str] | Path | str, transitions: bool = False) -> E
         raise CheckpointError(f"expert data in {', '.join(map(str, folders))} holds no chunks")
     if len(num_envs) != 1 and transitions:  # rows of sets with other env counts interleave differently
         raise CheckpointError(f"expert data sets recorded with different env counts {sorted(num_envs)}; record alike")
-    merged = {name: np.concatenate(values) for name, values in parts.items()}
+    chunks = len(parts["actions"])
+    merged = {name: np.concatenate(values) for name, values in parts.items() if len(values) == chunks}
     return ExpertData(
         merged["observations"], merged["actions"], merged["rewards"], merged["terminated"], merged["truncated"],
         merged.get("next_observations"), merged["window_end"], num_envs.pop() if len(num_envs) == 1 else 0,
+        merged.get("crashed"),
     )

@@ -103,8 +103,9 @@ def warm_start(model: BaseAlgorithm, config: TrainConfig, clone: TrainedPolicy, 
             model.logger.record("warm_start/value_loss", loss)
             model.logger.record("warm_start/value_steps", len(rollout.actions))
     elif isinstance(model, DQN):
-        data = _expert_transitions(config) or drive(model, env, max(config.value_warmup_steps, 1), clone=clone)
-        data = _with_crash_penalty(data, config.crash_penalty)
+        data = _expert_transitions(config)  # the env's own rewards: charged crash_penalty here
+        data = _with_crash_penalty(data, config.crash_penalty) if data is not None else \
+            drive(model, env, max(config.value_warmup_steps, 1), clone=clone)  # env's CrashPenalty charged it
         model.q_net.features_extractor.load_state_dict(clone.sb3_policy.features_extractor.state_dict())
         loss = fit_q_to_logits(model, clone, data, config.dqn.gamma)
         model.q_net_target.load_state_dict(model.q_net.state_dict())
@@ -116,7 +117,7 @@ def warm_start(model: BaseAlgorithm, config: TrainConfig, clone: TrainedPolicy, 
 
 def drive(model: BaseAlgorithm, env: VecEnv, steps: int, clone: TrainedPolicy | None = None) -> ExpertData:
     """The clone (``model.policy`` for PPO, sampling; ``clone`` greedy for DQN) driving ``steps`` env steps."""
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "term", "trunc", "next")}
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "term", "trunc", "next", "crash")}
     observation = env.reset()
     for _ in range(max(steps // env.num_envs, 1)):
         if clone is not None:
@@ -128,7 +129,8 @@ def drive(model: BaseAlgorithm, env: VecEnv, steps: int, clone: TrainedPolicy | 
         next_obs = following.copy()
         for i in np.flatnonzero(dones):
             next_obs[i] = infos[i]["terminal_observation"]
-        for key, value in zip(rows, (observation, actions, rewards, dones & ~truncated, truncated, next_obs)):
+        crashed = np.array([bool(info.get("driving", {}).get("crashed", False)) for info in infos])
+        for key, value in zip(rows, (observation, actions, rewards, dones & ~truncated, truncated, next_obs, crashed)):
             rows[key].append(np.asarray(value))
         observation = following
     stacked = {key: np.stack(values) for key, values in rows.items()}  # (T, B, ...) time-major
@@ -136,7 +138,7 @@ def drive(model: BaseAlgorithm, env: VecEnv, steps: int, clone: TrainedPolicy | 
     window_end = np.zeros(len(flat["act"]), bool)
     window_end[-env.num_envs:] = True
     return ExpertData(flat["obs"], flat["act"], flat["rew"].astype(np.float32), flat["term"].astype(bool),
-                      flat["trunc"].astype(bool), flat["next"], window_end, env.num_envs)
+                      flat["trunc"].astype(bool), flat["next"], window_end, env.num_envs, flat["crash"])
 
 
 def discounted_returns(data: ExpertData, gamma: float) -> np.ndarray:
@@ -222,6 +224,7 @@ def _expert_transitions(config: TrainConfig) -> ExpertData | None:
             return ExpertData(
                 data.observations[:keep], data.actions[:keep], data.rewards[:keep], data.terminated[:keep],
                 data.truncated[:keep], data.next_observations[:keep], data.window_end[:keep], data.num_envs,
+                data.crashed[:keep] if data.crashed is not None else None,
             )
     log.info("init_from %s has no recorded expert data beside it: the clone's own rollouts fill the buffer",
              config.init_from)
@@ -229,8 +232,12 @@ def _expert_transitions(config: TrainConfig) -> ExpertData | None:
 
 
 def _with_crash_penalty(data: ExpertData, penalty: float) -> ExpertData:
-    if penalty > 0:  # highway scenarios terminate on a crash only, as CrashPenalty assumes
-        data.rewards = data.rewards - penalty * data.terminated
+    """The recorded rewards charged ``penalty`` on the steps where the ego crashed, as ``CrashPenalty`` does."""
+    if penalty > 0:
+        # recordings made before crashes were stored: a crash is a termination (true on highway,
+        # where an episode ends early only by crashing; not where arriving ends it too)
+        crashed = data.crashed if data.crashed is not None else data.terminated
+        data.rewards = data.rewards - penalty * crashed
     return data
 
 

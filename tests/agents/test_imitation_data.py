@@ -11,7 +11,7 @@ import pytest
 from drivelab.agents import TRAIN_SEED_LIMIT, ConfigError, load_policy
 from drivelab.agents.expert_data import ExpertData, RecordingSpec, chunk_env_seed, load, record
 from drivelab.agents.policies import IdlePolicy, IDMMobilPolicy
-from drivelab.agents.warm_start import discounted_returns
+from drivelab.agents.warm_start import _with_crash_penalty, discounted_returns
 
 ENV_ID = "drivelab/highway-fast-v0"
 CAMERA = {"width": 64, "height": 32, "metres_per_pixel": 1.0, "stack": 2}
@@ -70,6 +70,21 @@ def test_a_recording_smaller_than_a_chunk_records_only_what_was_asked(tmp_path: 
     spec = RecordingSpec(**{**SPEC.__dict__, "samples": 10})
     manifest = record(tmp_path / "small", spec, load_policy("baseline:idm", ENV_ID))
     assert manifest["complete"] and manifest["samples"] == 16 and len(manifest["chunks"]) == 1
+
+
+def test_crashes_are_recorded_apart_from_other_endings_and_only_they_are_charged(tmp_path: Path) -> None:
+    """On merge an episode also ends by reaching the end of the road: a DQN started from the expert's
+    data is charged crash_penalty on the crash steps only, as the CrashPenalty wrapper charges it."""
+    spec = RecordingSpec("drivelab/merge-v0", "baseline:idm", seed=5, samples=8 * 60, num_envs=8, chunk_size=480,
+                         camera=CAMERA)
+    record(tmp_path / "merge", spec, load_policy("baseline:idm", "drivelab/merge-v0"))
+    data = load(tmp_path / "merge", transitions=True)
+    assert data.crashed is not None and data.crashed.dtype == bool
+    assert not np.any(data.crashed & ~data.terminated)  # a crash ends its episode
+    assert data.crashed.sum() >= 1 and (data.terminated & ~data.crashed).sum() >= 1  # crashes and arrivals
+    rewards = data.rewards.copy()
+    charged = _with_crash_penalty(data, 5.0).rewards
+    np.testing.assert_allclose(rewards - charged, 5.0 * data.crashed)
 
 
 def test_rows_are_expert_labelled_transitions_from_training_seeds(uninterrupted: Path) -> None:
