@@ -50,11 +50,14 @@ LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_full": "BC, whole budget",
 # BC alone given the whole budget spends it on more DAgger rounds (the learner drives, the expert
 # labels): 8 rounds of 20k samples took 20 minutes with a 96 m view on this machine; the budget
 # stops it where it is, keeping the best clone on the selection seeds.
-BC_FULL_SETTINGS = ["--set", "bc.dagger_rounds=12"]
+# Both whole-budget variants lift bc's total_steps (10^6 samples in highway-fast.yaml), which
+# stopped the seed-0 pilots of stop 23 at 18 and 24 minutes, short of the budget.
+BC_FULL_SETTINGS = ["--set", "bc.dagger_rounds=12", "--set", "total_steps=100000000"]
 # BC + highway-env DAgger: the whole budget too, the rounds after the EnvPool ones recorded on the
 # protocol's reference backend (~25 samples/s there on one core, against ~2,000 on EnvPool): the
 # 12-round clone made 22.4 / 0 % crashes on EnvPool's selection seeds and 20.9 / 14 % on highway-env's.
-BC_REF_SETTINGS = ["--set", "bc.reference_rounds=3", "--set", "bc.reference_samples=5000"]
+BC_REF_SETTINGS = ["--set", "bc.reference_rounds=3", "--set", "bc.reference_samples=5000",
+                   "--set", "total_steps=100000000"]
 BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a run (``--reuse``)
 BENCH_EVAL = "bench_eval.json"  # a run's (or, in --runs, the expert's) protocol result (``--reuse``)
 # The suite's RL settings (benchmarks/suites/highway-camera.yaml); a started DQN explores at its
