@@ -58,6 +58,9 @@ BC_FULL_SETTINGS = ["--set", "bc.dagger_rounds=12", "--set", "total_steps=100000
 # 12-round clone made 22.4 / 0 % crashes on EnvPool's selection seeds and 20.9 / 14 % on highway-env's.
 BC_REF_SETTINGS = ["--set", "bc.reference_rounds=3", "--set", "bc.reference_samples=5000",
                    "--set", "total_steps=100000000"]
+WHOLE_BUDGET_BC = {"bc_full": BC_FULL_SETTINGS, "bc_ref": BC_REF_SETTINGS}  # variant -> its bc settings
+# RL variants started from the seed's BC run (bc-sN, within --bc-share), by their RL_SETTINGS key
+FROM_CLONE = {"bc_ppo": "ppo", "bc_ppo_kl": "ppo_kl", "bc_dqn": "dqn", "bc_dqn_safe": "dqn_safe"}
 BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a run (``--reuse``)
 BENCH_EVAL = "bench_eval.json"  # a run's (or, in --runs, the expert's) protocol result (``--reuse``)
 # The suite's RL settings (benchmarks/suites/highway-camera.yaml); a started DQN explores at its
@@ -207,17 +210,13 @@ def _train_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]
                                f"max_minutes={budget}"])
         runs["ppo"] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
     samples = ["--set", f"bc.samples={args.bc_samples}"] if args.bc_samples else []
-    if "bc_full" in args.variants:
-        run_dir = args.runs / f"bc_full-s{seed}"
-        _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(run_dir), *samples,
-                               *BC_FULL_SETTINGS, "--set", f"max_minutes={budget}"])
-        runs["bc_full"] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
-    if "bc_ref" in args.variants:
-        run_dir = args.runs / f"bc_ref-s{seed}"
-        _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(run_dir), *samples,
-                               *BC_REF_SETTINGS, "--set", f"max_minutes={budget}"])
-        runs["bc_ref"] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
-    if not {"bc", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe"} & set(args.variants):
+    for variant, settings in WHOLE_BUDGET_BC.items():
+        if variant in args.variants:
+            run_dir = args.runs / f"{variant}-s{seed}"
+            _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(run_dir), *samples,
+                                   *settings, "--set", f"max_minutes={budget}"])
+            runs[variant] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
+    if not ({"bc", *FROM_CLONE} & set(args.variants)):
         return runs
     bc_dir = args.runs / f"bc-s{seed}"
     _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(bc_dir), *samples,
@@ -225,7 +224,7 @@ def _train_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]
     bc_wall = _wall_s(bc_dir)
     if "bc" in args.variants:
         runs["bc"] = {"run_dirs": [str(bc_dir)], "wall_s": [bc_wall]}
-    for variant, algo in (("bc_ppo", "ppo"), ("bc_ppo_kl", "ppo_kl"), ("bc_dqn", "dqn"), ("bc_dqn_safe", "dqn_safe")):
+    for variant, algo in FROM_CLONE.items():
         if variant in args.variants:
             run_dir = args.runs / f"{variant}-s{seed}"
             left = max(budget - bc_wall / 60.0, 0.5)
@@ -286,8 +285,8 @@ def _curves(rows: list[dict[str, Any]], path: Path) -> None:
                 steps, returns, _ = zip(*row["curve"])
                 axis.plot(steps, returns, marker="o", label=f"seed {row['seed']}")
         axis.set_title(LABELS[variant])
-        axis.set_xlabel("training samples" if variant in ("bc", "bc_full", "bc_ref") else "env steps (after the clone)"
-                        if variant.startswith("bc_") else "env steps")
+        axis.set_xlabel("training samples" if variant == "bc" or variant in WHOLE_BUDGET_BC
+                        else "env steps (after the clone)" if variant in FROM_CLONE else "env steps")
         axis.set_ylabel("selection-seed mean return")
         axis.grid(alpha=0.3)
         if axis.lines:  # a joined result's runs may be on another machine, their curves with them
