@@ -179,6 +179,10 @@ class BCConfig:
     learning_rate: float = bounded(3e-4, low=0, low_open=True, high=1.0)
     max_grad_norm: float = bounded(1.0, low=0, low_open=True)
     holdout_fraction: float = bounded(0.05, low=0, high=0.5)  # samples kept out of training to measure agreement
+    # Discrete actions: each sample's loss weighted by (its action's share of the training rows)^-class_balance,
+    # weights averaging 1 over the rows; 0 = plain cross-entropy, 1 = every action counts equally in total.
+    # The expert's rare actions (braking, speeding up) are where a clone that mostly idles goes wrong.
+    class_balance: float = bounded(0.0, low=0, high=1)
     net_arch: tuple[int, ...] = _net_arch((256,))  # as PPO's, so the clone can start PPO
 
 

@@ -125,6 +125,32 @@ def agreement(
             "nll": nll / count}
 
 
+def bc_loss(policy: ActorCriticPolicy, observations: torch.Tensor, actions: torch.Tensor,
+            weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean negative log-likelihood of the expert's actions; ``weights[a]`` scales the discrete action a's terms."""
+    log_likelihood = action_log_likelihood(policy, observations, actions)
+    if weights is not None:
+        log_likelihood = log_likelihood * weights[actions.long()]
+    return -log_likelihood.mean()
+
+
+def class_weights(action_space: gym.Space, actions: np.ndarray, balance: float) -> np.ndarray | None:
+    """Per-action loss weights ``share(a) ** -balance``, scaled so they average 1 over ``actions``.
+
+    ``None`` (plain likelihood) for continuous actions or ``balance == 0``. An action absent from
+    ``actions`` gets weight 0 (it appears in no loss term anyway).
+    """
+    if balance == 0 or not isinstance(action_space, gym.spaces.Discrete) or len(actions) == 0:
+        return None
+    counts = np.bincount(np.asarray(actions, np.int64).ravel(), minlength=int(action_space.n)).astype(np.float64)
+    share = counts / counts.sum()
+    weights = np.zeros_like(share)
+    seen = counts > 0
+    weights[seen] = share[seen] ** -balance
+    weights /= float((share * weights).sum())  # mean over the rows = sum over actions of share * weight = 1
+    return weights.astype(np.float32)
+
+
 def _save_state(path: Path, model: ClonedModel, optimizer: torch.optim.Optimizer, position: dict[str, int],
                 training_wall_s: float) -> None:
     """Everything a resume needs, written atomically (a kill leaves the previous state)."""
@@ -319,6 +345,8 @@ def _epochs(model: ClonedModel, optimizer: torch.optim.Optimizer, config: TrainC
     hyper: BCConfig = config.bc
     policy, device = model.policy, model.policy.device
     batches = max(len(train_rows) // hyper.batch_size, 1)
+    weights = class_weights(policy.action_space, data.actions[train_rows], hyper.class_balance)
+    weights = None if weights is None else torch.as_tensor(weights, device=device)
     for epoch in range(position["epoch"], hyper.epochs):
         order = train_rows[np.random.default_rng([config.seed, round_, epoch]).permutation(len(train_rows))]
         losses: list[float] = []
@@ -329,7 +357,7 @@ def _epochs(model: ClonedModel, optimizer: torch.optim.Optimizer, config: TrainC
             index = np.sort(order[batch * hyper.batch_size:(batch + 1) * hyper.batch_size])
             observations = torch.as_tensor(data.observations[index], device=device)  # (b, C, H, W) uint8
             actions = torch.as_tensor(data.actions[index], device=device)  # (b,) or (b, A)
-            loss = -action_log_likelihood(policy, observations, actions).mean()
+            loss = bc_loss(policy, observations, actions, weights)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), hyper.max_grad_norm)

@@ -43,8 +43,8 @@ from drivelab.core.provenance import machine_info
 RESULTS = Path("benchmarks/results")
 ENV_ID = "drivelab/highway-fast-v0"
 EXPERT = "baseline:idm"
-VARIANTS = ("ppo", "bc", "bc_full", "bc_ref", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe")
-LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_full": "BC, whole budget",
+VARIANTS = ("ppo", "bc", "bc_bal", "bc_full", "bc_ref", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe")
+LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_bal": "BC, class-balanced", "bc_full": "BC, whole budget",
           "bc_ref": "BC + highway-env DAgger", "bc_ppo": "BC -> PPO",
           "bc_ppo_kl": "BC -> PPO + KL", "bc_dqn": "BC -> DQN", "bc_dqn_safe": "BC -> DQN, crash penalty"}
 # BC alone given the whole budget spends it on more DAgger rounds (the learner drives, the expert
@@ -59,6 +59,10 @@ BC_FULL_SETTINGS = ["--set", "bc.dagger_rounds=12", "--set", "total_steps=100000
 BC_REF_SETTINGS = ["--set", "bc.reference_rounds=3", "--set", "bc.reference_samples=5000",
                    "--set", "total_steps=100000000"]
 WHOLE_BUDGET_BC = {"bc_full": BC_FULL_SETTINGS, "bc_ref": BC_REF_SETTINGS}  # variant -> its bc settings
+# BC within --bc-share as "BC", each sample's loss weighted by its action's share^-0.5 (bc.class_balance):
+# the clone's ~10 % disagreements with the expert cost crashes, and a fifth of them are braking
+# (SLOWER is ~20 % of the labels, FASTER ~5 %, lane changes ~2 %, IDLE the rest).
+SHARE_BC = {"bc_bal": ["--set", "bc.class_balance=0.5"]}
 # RL variants started from the seed's BC run (bc-sN, within --bc-share), by their RL_SETTINGS key
 FROM_CLONE = {"bc_ppo": "ppo", "bc_ppo_kl": "ppo_kl", "bc_dqn": "dqn", "bc_dqn_safe": "dqn_safe"}
 BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a run (``--reuse``)
@@ -216,6 +220,12 @@ def _train_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]
             _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(run_dir), *samples,
                                    *settings, "--set", f"max_minutes={budget}"])
             runs[variant] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
+    for variant, settings in SHARE_BC.items():
+        if variant in args.variants:
+            run_dir = args.runs / f"{variant}-s{seed}"
+            _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(run_dir), *samples,
+                                   *settings, "--set", f"max_minutes={budget * args.bc_share}"])
+            runs[variant] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
     if not ({"bc", *FROM_CLONE} & set(args.variants)):
         return runs
     bc_dir = args.runs / f"bc-s{seed}"
@@ -285,7 +295,7 @@ def _curves(rows: list[dict[str, Any]], path: Path) -> None:
                 steps, returns, _ = zip(*row["curve"])
                 axis.plot(steps, returns, marker="o", label=f"seed {row['seed']}")
         axis.set_title(LABELS[variant])
-        axis.set_xlabel("training samples" if variant == "bc" or variant in WHOLE_BUDGET_BC
+        axis.set_xlabel("training samples" if variant == "bc" or variant in {**WHOLE_BUDGET_BC, **SHARE_BC}
                         else "env steps (after the clone)" if variant in FROM_CLONE else "env steps")
         axis.set_ylabel("selection-seed mean return")
         axis.grid(alpha=0.3)

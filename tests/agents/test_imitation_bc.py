@@ -275,3 +275,32 @@ def test_clone_kl_penalty_keeps_ppo_near_its_clone_and_decays(bc_run: TrainResul
         tiny_config("ppo", clone_kl_coef=1.0)  # no init_from
     with pytest.raises(ConfigError, match="ent_coef"):
         tiny_config("ppo", init_from=str(bc_run.run_dir), clone_kl_coef=1.0, **{"ppo.ent_coef": 0.0})
+
+
+def test_class_balance_weights_each_action_by_its_inverse_share() -> None:
+    """balance 1: weights share^-1 / (actions seen), so the loss is the mean over actions of their mean NLL."""
+    import gymnasium as gym
+
+    from drivelab.agents.imitation import bc_loss, class_weights
+
+    space = gym.spaces.Discrete(5)
+    labels = np.array([1, 1, 1, 1, 1, 1, 0, 0, 4, 1])  # shares 0.2, 0.7, 0, 0, 0.1
+    assert class_weights(space, labels, 0.0) is None
+    assert class_weights(gym.spaces.Box(-1, 1, (2,)), labels, 1.0) is None
+    full = class_weights(space, labels, 1.0)
+    np.testing.assert_allclose(full, [1 / 0.6, 1 / 2.1, 0, 0, 1 / 0.3], rtol=1e-6)
+    half = class_weights(space, labels, 0.5)
+    assert float(half[labels].mean()) == pytest.approx(1.0)  # the weights average 1 over the rows
+    assert half[4] / half[1] == pytest.approx(np.sqrt(7.0))
+
+    class Logits(torch.nn.Module):  # get_distribution as ActorCriticPolicy's, on fixed logits
+        def get_distribution(self, observations: torch.Tensor):
+            return torch.distributions.Categorical(logits=observations)
+
+    logits = torch.randn(len(labels), 5, generator=torch.Generator().manual_seed(0))
+    actions = torch.as_tensor(labels)
+    nll = -torch.distributions.Categorical(logits=logits).log_prob(actions)
+    balanced = torch.stack([nll[actions == a].mean() for a in (0, 1, 4)]).mean()
+    loss = bc_loss(Logits(), logits, actions, torch.as_tensor(full))  # type: ignore[arg-type]
+    assert float(loss) == pytest.approx(float(balanced), rel=1e-5)
+    assert float(bc_loss(Logits(), logits, actions)) == pytest.approx(float(nll.mean()), rel=1e-6)  # type: ignore[arg-type]
