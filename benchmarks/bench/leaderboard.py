@@ -15,9 +15,11 @@ everything on the board: ``benchmarks/results/LEADERBOARD.md`` (a section per sc
 ``leaderboard_scenarios.md`` (one row per scenario, shown in README), the static HTML page
 (a tab per scenario, inline videos), and for each scenario's trained agents
 ``rl_<scenario>.{json,md}`` (highway-fast's: ``rl_highway_camera``): each agent's
-per-seed results with mean and spread across training seeds. An entry that cannot drive a
-scenario (a policy refused by its action space) is listed under the scenario with the reason,
-and the others go on.
+per-seed results with mean and spread across training seeds, and ``leaderboard_board.json``, the
+whole board (``leaderboard.board_file``). A board that lacks entries of that file (a new
+machine's) gets them first, so the pages are always written from everything evaluated so far.
+An entry that cannot drive a scenario (a policy refused by its action space) is listed under the
+scenario with the reason, and the others go on.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from drivelab.benchmarks.bench.leaderboard_tables import (
     scenario_table_md,
     short_name,
 )
-from drivelab.benchmarks.leaderboard import pages, submit
+from drivelab.benchmarks.leaderboard import board_file, pages, submit
 from drivelab.benchmarks.leaderboard.database import parse_location
 from drivelab.benchmarks.leaderboard.store import Leaderboard, LeaderboardError, check_board_path
 from drivelab.core.errors import ConfigError, DrivelabError, OutputPathError
@@ -64,6 +66,8 @@ RULES_LABEL = "baseline:rules"
 RULE_DRIVERS = {"intersection": "gap", "parking": "parker", "racetrack": "pursuit", "lane-keeping": "pursuit"}
 FAILURE_VIDEOS_PER_AGENT = 3
 NOTES_JSON = "leaderboard_notes.json"  # per scenario: each entry's command; entries not evaluated, and why
+# The whole board (entries, runs, episodes) beside the pages, so a new machine's board starts from it
+BOARD_FILE = "leaderboard_board.json"
 DESCRIPTION = (
     "Evaluate, per scenario, random, idle, the rule-based driver, the zoo's PPO/DQN agents and the "
     "trained camera agents found under --runs on the protocol's held-out seeds; submit them to --db "
@@ -99,7 +103,8 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         "shipped (default %(default)s)")
     parser.add_argument("--pages-only", action="store_true",
                         help="evaluate nothing: rewrite LEADERBOARD.md, leaderboard_scenarios.md, the HTML page "
-                        "and the --scenarios' per-seed RL reports (rl_SCENARIO.json/.md) from --db")
+                        "and the --scenarios' per-seed RL reports (rl_SCENARIO.json/.md) from --db (with the "
+                        f"entries of {RESULTS / BOARD_FILE} it lacks)")
     parser.set_defaults(func=run)
 
 
@@ -335,6 +340,9 @@ def build_boards(
     """
     command = "drivelab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "drivelab bench leaderboard"
     notes: dict[str, dict[str, dict[str, str]]] = {}
+    if (results / BOARD_FILE).is_file():
+        added = board_file.load_into(results / BOARD_FILE, db)
+        print(f"{results / BOARD_FILE}: {added} entries the board did not hold yet added to it", flush=True)
     for env_id, planned in plans.items():
         for entry in planned:
             reason = _evaluate_entry(env_id, entry, db, episodes=episodes, num_envs=num_envs, make_env=make_env)
@@ -348,6 +356,8 @@ def build_boards(
         print(f"wrote {out}")
     pages.export(ranked, "html", html)
     print(f"wrote {html / 'index.html'}")
+    entries = board_file.export(db, results / BOARD_FILE)
+    print(f"wrote {results / BOARD_FILE} ({entries} entries)")
     report: dict[str, Any] = {"agents": []}
     # Per training seed, for every scenario evaluated (with --pages-only: every one asked for) that
     # has trained runs on the board.
@@ -385,10 +395,12 @@ def run(args: argparse.Namespace) -> int:
     for env_id in env_ids:  # every option and output checked before the first episode
         submit.check_eval_options(env_id, episodes=args.episodes, num_envs=args.num_envs,
                                   record_examples=args.examples)  # fmt: skip
-    for name in ("LEADERBOARD.md", "leaderboard_scenarios.md", NOTES_JSON, "rl_highway_camera.json"):
+    for name in ("LEADERBOARD.md", "leaderboard_scenarios.md", NOTES_JSON, "rl_highway_camera.json", BOARD_FILE):
         check_writable(RESULTS / name)
     check_writable(args.html, folder=True)
     check_board_path(args.db)
+    if (RESULTS / BOARD_FILE).is_file():
+        board_file.read(RESULTS / BOARD_FILE)  # a damaged file is said now, not after the evaluations
     plans = {} if args.pages_only else {
         env_id: plan_entries(args.agents, args.runs, env_id, args.videos / short_name(env_id),
                              args.examples / short_name(env_id))
