@@ -223,9 +223,22 @@ def _spread(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def rl_report(db: Path, env_id: str) -> dict[str, Any]:
+def _earlier_runs(previous: Mapping[str, Any] | None, agent: str, labels: set[str]) -> list[dict[str, Any]]:
+    """Runs of ``agent`` in the report written before (``previous``) whose policy the board lacks.
+
+    Boards before ``leaderboard_board.json`` were lost with their machines; the seeds they held
+    stay in the report (marked ``from_earlier_board``) until a run of the same policy path is
+    evaluated again.
+    """
+    earlier = next((a for a in (previous or {}).get("agents", []) if a.get("agent") == agent), None)
+    return [{**run, "from_earlier_board": True} for run in (earlier or {}).get("runs", [])
+            if run.get("policy") not in labels]
+
+
+def rl_report(db: Path, env_id: str, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Per training seed and across seeds: mean return and crash rate of the suite's trained agents
-    (the zoo's shipped agents have their own model cards and are left out)."""
+    (the zoo's shipped agents have their own model cards and are left out). Runs of ``previous``
+    (the report written before) that the board does not hold are kept (``_earlier_runs``)."""
     with Leaderboard(db, readonly=True) as board:
         entries = [e for e in board.entries(env_id=env_id)
                    if e.metadata.algorithm in ALGOS and not e.metadata.agent_name.startswith("zoo-")]
@@ -238,6 +251,8 @@ def rl_report(db: Path, env_id: str) -> dict[str, Any]:
             runs.append({"policy": run.policy_label, "seed": run.training_seed, "episodes": len(returns),
                          "mean_return": float(returns.mean()), "crash_rate": float(crashed.mean()),
                          **_training_record(run.policy_label)})
+        earlier = _earlier_runs(previous, entry.metadata.agent_name, {run["policy"] for run in runs})
+        runs = sorted([*earlier, *runs], key=lambda run: (run["seed"] is None, run["seed"] or 0))
         means = np.array([r["mean_return"] for r in runs])
         crashes = np.array([r["crash_rate"] for r in runs])
         agents.append({
@@ -268,13 +283,17 @@ def rl_report_md(report: dict[str, Any]) -> str:
     for agent in report["agents"]:
         for run in agent["runs"]:
             lines.append(
-                f"| {agent['agent']} | {run['seed']} | {_maybe(run['trained_steps'], ',')} "
+                f"| {agent['agent']} | {run['seed']}{' (a)' * bool(run.get('from_earlier_board'))} "
+                f"| {_maybe(run['trained_steps'], ',')} "
                 f"| {_maybe(run['training_min'], '.1f')} | {_maybe(run['best_step'], ',')} | {run['episodes']} "
                 f"| {run['mean_return']:.2f} | {run['crash_rate']:.2f} |"
             )
         lines.append(f"| **{agent['agent']}** (mean ± sd over {len(agent['runs'])} seeds) | | | | | "
                      f"| **{agent['mean_return']:.2f} ± {agent['return_std_across_seeds']:.2f}** "
                      f"| **{agent['crash_rate']:.2f} ± {agent['crash_rate_std_across_seeds']:.2f}** |")
+    if any(run.get("from_earlier_board") for agent in report["agents"] for run in agent["runs"]):
+        lines.append("\n(a) evaluated on an earlier board (same protocol and backend), kept from the report "
+                     "written then; the board this report was written from does not hold that run.")
     return "\n".join(lines)
 
 
@@ -362,9 +381,11 @@ def build_boards(
     # Per training seed, for every scenario evaluated (with --pages-only: every one asked for) that
     # has trained runs on the board.
     for env_id in dict.fromkeys([*plans, *scenarios]):
-        scenario_report = rl_report(db, env_id)
+        stem = "rl_highway_camera" if env_id == RL_REPORT_ENV else f"rl_{short_name(env_id)}"
+        previous = json.loads((results / f"{stem}.json").read_text()) if (results / f"{stem}.json").is_file() \
+            else None  # fmt: skip
+        scenario_report = rl_report(db, env_id, previous)
         if scenario_report["agents"]:
-            stem = "rl_highway_camera" if env_id == RL_REPORT_ENV else f"rl_{short_name(env_id)}"
             write_json_atomic(results / f"{stem}.json", scenario_report)
             write_text_atomic(results / f"{stem}.md", rl_report_md(scenario_report) + "\n")
             print(rl_report_md(scenario_report))

@@ -95,7 +95,7 @@ def test_pages_only_rewrites_the_pages_from_the_board_without_evaluating(tmp_pat
     monkeypatch.setattr(bench_leaderboard.submit, "evaluate_and_submit", None)  # calling it would fail
     reported = []  # the per-seed RL report of every scenario asked for is rewritten from the board too
 
-    def rl_report(board: Path, env_id: str) -> dict:
+    def rl_report(board: Path, env_id: str, previous: dict | None = None) -> dict:
         reported.append(env_id)
         return {"env_id": env_id, "protocol": "p", "backend": "b", "target": "t", "agents": [
             {"agent": "ppo-camera", "runs": [], "mean_return": 1.0, "return_std_across_seeds": 0.0,
@@ -111,3 +111,28 @@ def test_pages_only_rewrites_the_pages_from_the_board_without_evaluating(tmp_pat
     assert "## merge (drivelab/merge-v0)" in (tmp_path / "results" / "LEADERBOARD.md").read_text()
     assert "| merge | 3 |" in (tmp_path / "results" / "leaderboard_scenarios.md").read_text()
     assert (tmp_path / "html" / "index.html").is_file()
+
+
+def test_the_per_seed_report_keeps_the_seeds_of_an_earlier_board(tmp_path):
+    """A seed evaluated on a lost board stays in rl_SCENARIO until its policy is evaluated again."""
+    from board_samples import make_metadata, run
+
+    from drivelab.benchmarks.bench.leaderboard import rl_report, rl_report_md
+
+    with Leaderboard(tmp_path / "lb.db") as board:
+        board.submit(make_metadata(env_id=MERGE, agent_name="ppo-camera"),
+                     [run(4, offset=1.0, seed=1)])  # returns 1.0, 1.5, 2.0, 2.5: mean 1.75; label policy.safetensors
+    earlier = {"agents": [{"agent": "ppo-camera", "runs": [
+        {"policy": "runs/lost/s0", "seed": 0, "episodes": 30, "mean_return": 5.75, "crash_rate": 0.5,
+         "trained_steps": 100, "training_min": 30.0, "best_step": 100},
+        {"policy": "policy.safetensors", "seed": 1, "episodes": 30, "mean_return": -9.0, "crash_rate": 1.0,
+         "trained_steps": 100, "training_min": 30.0, "best_step": 100}]}]}
+    report = rl_report(tmp_path / "lb.db", MERGE, earlier)
+    (agent,) = report["agents"]
+    assert [(r["seed"], r["mean_return"], r.get("from_earlier_board", False)) for r in agent["runs"]] == [
+        (0, 5.75, True), (1, 1.75, False)]  # the board's evaluation of seed 1 replaces the earlier one
+    assert agent["mean_return"] == pytest.approx(3.75)
+    assert agent["crash_rate"] == pytest.approx((0.5 + 0.5) / 2)  # run(): episodes 0 and 3 of 4 crash
+    text = rl_report_md(report)
+    assert "| ppo-camera | 0 (a) |" in text and "(a) evaluated on an earlier board" in text
+    assert [r["seed"] for r in rl_report(tmp_path / "lb.db", MERGE)["agents"][0]["runs"]] == [1]
