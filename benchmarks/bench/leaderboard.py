@@ -101,6 +101,10 @@ def configure(parser: argparse.ArgumentParser, command: str) -> None:
                         help="evaluate only these (the others keep their entries in --db); rules: the "
                         "scenario's rule-based driver, idm: IDM/MOBIL itself, zoo: zoo:ALGO/SCENARIO where "
                         "shipped (default %(default)s)")
+    parser.add_argument("--reports-only", action="store_true",
+                        help="write only the --scenarios' per-seed RL reports (and the board file), not "
+                        "LEADERBOARD.md, leaderboard_scenarios.md or the HTML page: for a board that does not "
+                        "hold every scenario's entries (a new machine's), whose pages would drop the others")
     parser.add_argument("--pages-only", action="store_true",
                         help="evaluate nothing: rewrite LEADERBOARD.md, leaderboard_scenarios.md, the HTML page "
                         "and the --scenarios' per-seed RL reports (rl_SCENARIO.json/.md) from --db (with the "
@@ -351,10 +355,12 @@ def build_boards(
     num_envs: int = 8,
     make_env: submit.MakeEnv | None = None,
     scenarios: Sequence[str] = (),
+    write_pages: bool = True,
 ) -> dict[str, Any]:
     """Evaluate and submit every planned entry per scenario, then write the pages from the whole board.
 
-    Sections come in ``SCENARIOS`` order, then ``scenarios`` (env ids), then any others. Returns the
+    Sections come in ``SCENARIOS`` order, then ``scenarios`` (env ids), then any others. Without
+    ``write_pages``, only the per-seed RL reports and the board file are written. Returns the
     highway-fast RL report (its ``agents`` list is empty when no trained agent is on the board).
     """
     command = "drivelab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "drivelab bench leaderboard"
@@ -366,15 +372,9 @@ def build_boards(
         for entry in planned:
             reason = _evaluate_entry(env_id, entry, db, episodes=episodes, num_envs=num_envs, make_env=make_env)
             notes = _note(results / NOTES_JSON, env_id, entry.name, command, reason)
-    notes = notes or _read_notes(results / NOTES_JSON)
-    order = [*(scenario_id(name) for name in SCENARIOS), *scenarios, *plans]
-    ranked = order_by_scenario(pages.read_ranked(db), list(dict.fromkeys(order)))
-    for text, out in ((leaderboard_md(ranked, notes), results / "LEADERBOARD.md"),
-                      (scenario_table_md(ranked, notes), results / "leaderboard_scenarios.md")):  # fmt: skip
-        write_text_atomic(out, text)
-        print(f"wrote {out}")
-    pages.export(ranked, "html", html)
-    print(f"wrote {html / 'index.html'}")
+    if write_pages:
+        _write_pages(db, notes or _read_notes(results / NOTES_JSON), html, results,
+                     [*(scenario_id(name) for name in SCENARIOS), *scenarios, *plans])
     entries = board_file.export(db, results / BOARD_FILE)
     print(f"wrote {results / BOARD_FILE} ({entries} entries)")
     report: dict[str, Any] = {"agents": []}
@@ -392,6 +392,17 @@ def build_boards(
         if env_id == RL_REPORT_ENV:
             report = scenario_report
     return report
+
+
+def _write_pages(db: Path, notes: Mapping[str, Any], html: Path, results: Path, order: list[str]) -> None:
+    """LEADERBOARD.md, leaderboard_scenarios.md and the HTML page, from the whole board."""
+    ranked = order_by_scenario(pages.read_ranked(db), list(dict.fromkeys(order)))
+    for text, out in ((leaderboard_md(ranked, notes), results / "LEADERBOARD.md"),
+                      (scenario_table_md(ranked, notes), results / "leaderboard_scenarios.md")):  # fmt: skip
+        write_text_atomic(out, text)
+        print(f"wrote {out}")
+    pages.export(ranked, "html", html)
+    print(f"wrote {html / 'index.html'}")
 
 
 def build_leaderboard(
@@ -428,5 +439,5 @@ def run(args: argparse.Namespace) -> int:
         for env_id in env_ids
     }  # fmt: skip
     build_boards(plans, args.db, episodes=args.episodes, html=args.html, results=RESULTS, num_envs=args.num_envs,
-                 scenarios=env_ids)  # fmt: skip
+                 scenarios=env_ids, write_pages=not args.reports_only)  # fmt: skip
     return 0

@@ -136,3 +136,21 @@ def test_the_per_seed_report_keeps_the_seeds_of_an_earlier_board(tmp_path):
     text = rl_report_md(report)
     assert "| ppo-camera | 0 (a) |" in text and "(a) evaluated on an earlier board" in text
     assert [r["seed"] for r in rl_report(tmp_path / "lb.db", MERGE)["agents"][0]["runs"]] == [1]
+
+
+def test_reports_only_leaves_the_pages_of_the_whole_board_alone(tmp_path):
+    """A new machine's board (one scenario's entries) writes that scenario's per-seed report and the
+    board file, not LEADERBOARD.md or the README table, which would lose every other scenario."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "LEADERBOARD.md").write_text("every scenario\n")
+    planned = [PlannedEntry("ppo-camera", ("baseline:idle",), algorithm="ppo")]  # stands in for a trained run
+    bench_leaderboard.build_boards({MERGE: planned}, tmp_path / "lb.db", episodes=3, html=tmp_path / "html",
+                                   results=results, make_env=FakeDrivingVecEnv, scenarios=[MERGE],
+                                   write_pages=False)  # fmt: skip
+    assert (results / "LEADERBOARD.md").read_text() == "every scenario\n"
+    assert not (results / "leaderboard_scenarios.md").exists() and not (tmp_path / "html").exists()
+    report = json.loads((results / "rl_merge.json").read_text())
+    assert [run["episodes"] for run in report["agents"][0]["runs"]] == [3]
+    assert json.loads((results / bench_leaderboard.BOARD_FILE).read_text())["entries"][0]["metadata"][
+        "agent_name"] == "ppo-camera"
