@@ -43,8 +43,9 @@ from drivelab.core.provenance import machine_info
 RESULTS = Path("benchmarks/results")
 ENV_ID = "drivelab/highway-fast-v0"
 EXPERT = "baseline:idm"
-VARIANTS = ("ppo", "bc", "bc_bal", "bc_full", "bc_ref", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe")
-LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_bal": "BC, class-balanced", "bc_full": "BC, whole budget",
+VARIANTS = ("ppo", "bc", "bc_bal", "bc_bal1", "bc_full", "bc_ref", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe")
+LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_bal": "BC, class-balanced",
+          "bc_bal1": "BC, fully class-balanced", "bc_full": "BC, whole budget",
           "bc_ref": "BC + highway-env DAgger", "bc_ppo": "BC -> PPO",
           "bc_ppo_kl": "BC -> PPO + KL", "bc_dqn": "BC -> DQN", "bc_dqn_safe": "BC -> DQN, crash penalty"}
 # BC alone given the whole budget spends it on more DAgger rounds (the learner drives, the expert
@@ -62,7 +63,8 @@ WHOLE_BUDGET_BC = {"bc_full": BC_FULL_SETTINGS, "bc_ref": BC_REF_SETTINGS}  # va
 # BC within --bc-share as "BC", each sample's loss weighted by its action's share^-0.5 (bc.class_balance):
 # the clone's ~10 % disagreements with the expert cost crashes, and a fifth of them are braking
 # (SLOWER is ~20 % of the labels, FASTER ~5 %, lane changes ~2 %, IDLE the rest).
-SHARE_BC = {"bc_bal": ["--set", "bc.class_balance=0.5"]}
+# "Fully": weights share^-1, every action's rows weigh the same in all.
+SHARE_BC = {"bc_bal": ["--set", "bc.class_balance=0.5"], "bc_bal1": ["--set", "bc.class_balance=1.0"]}
 # RL variants started from the seed's BC run (bc-sN, within --bc-share), by their RL_SETTINGS key
 FROM_CLONE = {"bc_ppo": "ppo", "bc_ppo_kl": "ppo_kl", "bc_dqn": "dqn", "bc_dqn_safe": "dqn_safe"}
 BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a run (``--reuse``)
@@ -325,10 +327,11 @@ def _table(record: dict[str, Any]) -> str:
         lines.append(f"| **{LABELS[variant]}** (mean of {summary['seeds']}) | | **{summary['mean_return']:.2f}** | "
                      f"**{summary['crash_rate']:.2f}** | | |")
     for source in record.get("joined_from", []):
-        command = (source.get("machine") or {}).get("command", "?")
+        machine = source.get("machine") or {}
         seeds = source["seeds"]
-        lines.append(f"\nSeed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))} from `{source['file']}`: "
-                     f"`{command}`")
+        where = f" on {machine['cpu']} ({machine.get('cpu_count', '?')} CPUs)" if machine.get("cpu") else ""
+        lines.append(f"\nSeed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))} from `{source['file']}`{where}: "
+                     f"`{machine.get('command', '?')}`")
     return "\n".join(lines) + "\n"
 
 

@@ -79,18 +79,19 @@ def test_every_variant_of_a_seed_gets_the_same_budget(tmp_path: Path) -> None:
 
     args = argparse.Namespace(dispatch=dispatch, reuse=False, threads=1, settings=["camera.hud=true"], minutes=30.0,
                               bc_share=0.4, bc_samples=None, runs=tmp_path,
-                              variants=["ppo", "bc", "bc_bal", "bc_full", "bc_ppo", "bc_dqn", "bc_dqn_safe"])
+                              variants=["ppo", "bc", "bc_bal", "bc_bal1", "bc_full", "bc_ppo", "bc_dqn", "bc_dqn_safe"])
     runs = _train_seed(args, 3)
     by_run = {Path(argv[argv.index("--run-dir") + 1]).name: argv for argv in commands}
     budget = {name: argv[-1] for name, argv in by_run.items()}  # each command ends with its budget
     assert budget == {"ppo-s3": "max_minutes=30.0", "bc_full-s3": "max_minutes=30.0", "bc-s3": "max_minutes=12.0",
-                      "bc_bal-s3": "max_minutes=12.0",
+                      "bc_bal-s3": "max_minutes=12.0", "bc_bal1-s3": "max_minutes=12.0",
                       "bc_ppo-s3": "max_minutes=18.0", "bc_dqn-s3": "max_minutes=18.0",
                       "bc_dqn_safe-s3": "max_minutes=18.0"}
     for argv in commands:
         assert argv[argv.index("--seed") + 1] == "3" and "camera.hud=true" in argv
     assert "bc.dagger_rounds=12" in by_run["bc_full-s3"] and "bc.dagger_rounds=12" not in by_run["bc-s3"]
     assert "bc.class_balance=0.5" in by_run["bc_bal-s3"] and "bc.class_balance=0.5" not in by_run["bc-s3"]
+    assert "bc.class_balance=1.0" in by_run["bc_bal1-s3"]
     # the safe DQN is charged for crashes as PPO is; plain BC -> DQN is not (its rows stay comparable)
     assert "crash_penalty=5.0" in by_run["bc_dqn_safe-s3"] and "crash_penalty=5.0" not in by_run["bc_dqn-s3"]
     assert by_run["bc_dqn_safe-s3"][by_run["bc_dqn_safe-s3"].index("--init-from") + 1] == str(tmp_path / "bc-s3")
@@ -112,7 +113,9 @@ def _results(seeds: list[int], rows: list[tuple[str, int, float]], **comparison:
 def test_join_merges_seeds_of_one_comparison_and_refuses_another(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     first, second, other = tmp_path / "s01.json", tmp_path / "s2.json", tmp_path / "other.json"
-    first.write_text(json.dumps(_results([0, 1], [("bc", 0, 20.0), ("bc", 1, 21.0), ("bc_ppo", 1, 22.0)])))
+    first_record = _results([0, 1], [("bc", 0, 20.0), ("bc", 1, 21.0), ("bc_ppo", 1, 22.0)])
+    first_record["machine"].update(cpu="Some CPU", cpu_count=2)  # each part says where it ran
+    first.write_text(json.dumps(first_record))
     second.write_text(json.dumps(_results([1, 2], [("bc_ppo", 1, 25.0), ("bc", 2, 23.0), ("ppo", 2, 19.0)])))
     out = tmp_path / "joined.json"
     assert main(["bench", "imitation", "--join", str(first), str(second), "--out", str(out)]) == 0
@@ -124,6 +127,8 @@ def test_join_merges_seeds_of_one_comparison_and_refuses_another(tmp_path: Path,
                                        "crash_rate": pytest.approx(0.1)}
     assert [s["file"] for s in joined["joined_from"]] == [str(first), str(second)]
     assert "--seeds 1 2" in out.with_suffix(".md").read_text() and out.with_name("joined_curves.png").is_file()
+    assert f"from `{first}` on Some CPU (2 CPUs): `drivelab bench imitation --seeds 0 1`" in \
+        out.with_suffix(".md").read_text()
     capsys.readouterr()
 
     # A run folder's selection evaluations go into the joined row, and stay when the folder is gone.
