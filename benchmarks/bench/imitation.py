@@ -4,7 +4,8 @@ Every variant of a seed gets the same wall-clock budget (``--minutes``), expert 
 included. BC records the rule-based expert (``baseline:idm``) and clones it within
 ``--bc-share`` of the budget; BC -> PPO and BC -> DQN start from that same BC run (``--init-from``)
 and train for what is left of the budget, so each of them used at most ``--minutes`` in all;
-BC -> PPO + KL does the same with a decaying KL(clone || policy) penalty
+class-balanced BC -> PPO starts from the class-balanced clone (``bc.class_balance``) instead;
+BC -> PPO + KL does the same as BC -> PPO with a decaying KL(clone || policy) penalty
 (``clone_kl_coef``, ``drivelab.agents.clone_anchor``). "BC, whole budget" clones with the whole
 ``--minutes``, spent on more DAgger rounds (``BC_FULL_SETTINGS``).
 PPO from scratch trains the whole budget with the suite's settings
@@ -43,11 +44,13 @@ from drivelab.core.provenance import machine_info
 RESULTS = Path("benchmarks/results")
 ENV_ID = "drivelab/highway-fast-v0"
 EXPERT = "baseline:idm"
-VARIANTS = ("ppo", "bc", "bc_bal", "bc_bal1", "bc_full", "bc_ref", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe")
+VARIANTS = ("ppo", "bc", "bc_bal", "bc_bal1", "bc_full", "bc_ref", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe",
+            "bc_bal_ppo")
 LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_bal": "BC, class-balanced",
           "bc_bal1": "BC, fully class-balanced", "bc_full": "BC, whole budget",
           "bc_ref": "BC + highway-env DAgger", "bc_ppo": "BC -> PPO",
-          "bc_ppo_kl": "BC -> PPO + KL", "bc_dqn": "BC -> DQN", "bc_dqn_safe": "BC -> DQN, crash penalty"}
+          "bc_ppo_kl": "BC -> PPO + KL", "bc_dqn": "BC -> DQN", "bc_dqn_safe": "BC -> DQN, crash penalty",
+          "bc_bal_ppo": "class-balanced BC -> PPO"}
 # BC alone given the whole budget spends it on more DAgger rounds (the learner drives, the expert
 # labels): 8 rounds of 20k samples took 20 minutes with a 96 m view on this machine; the budget
 # stops it where it is, keeping the best clone on the selection seeds.
@@ -63,10 +66,13 @@ WHOLE_BUDGET_BC = {"bc_full": BC_FULL_SETTINGS, "bc_ref": BC_REF_SETTINGS}  # va
 # BC within --bc-share as "BC", each sample's loss weighted by its action's share^-0.5 (bc.class_balance):
 # the clone's ~10 % disagreements with the expert cost crashes, and a fifth of them are braking
 # (SLOWER is ~20 % of the labels, FASTER ~5 %, lane changes ~2 %, IDLE the rest).
-# "Fully": weights share^-1, every action's rows weigh the same in all.
-SHARE_BC = {"bc_bal": ["--set", "bc.class_balance=0.5"], "bc_bal1": ["--set", "bc.class_balance=1.0"]}
-# RL variants started from the seed's BC run (bc-sN, within --bc-share), by their RL_SETTINGS key
-FROM_CLONE = {"bc_ppo": "ppo", "bc_ppo_kl": "ppo_kl", "bc_dqn": "dqn", "bc_dqn_safe": "dqn_safe"}
+# "Fully": weights share^-1, every action's rows weigh the same in all. Clones within --bc-share, by
+# variant -> its bc settings ("bc" is plain BC, the clone the RL variants start from).
+SHARE_BC = {"bc": [], "bc_bal": ["--set", "bc.class_balance=0.5"],
+            "bc_bal1": ["--set", "bc.class_balance=1.0"]}
+# RL variants started from one of the seed's clones (a SHARE_BC run, e.g. bc-sN), by their RL_SETTINGS key
+FROM_CLONE = {"bc_ppo": ("bc", "ppo"), "bc_ppo_kl": ("bc", "ppo_kl"), "bc_dqn": ("bc", "dqn"),
+              "bc_dqn_safe": ("bc", "dqn_safe"), "bc_bal_ppo": ("bc_bal", "ppo")}
 BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a run (``--reuse``)
 BENCH_EVAL = "bench_eval.json"  # a run's (or, in --runs, the expert's) protocol result (``--reuse``)
 # The suite's RL settings (benchmarks/suites/highway-camera.yaml); a started DQN explores at its
@@ -222,22 +228,19 @@ def _train_seed(args: argparse.Namespace, seed: int) -> dict[str, dict[str, Any]
             _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(run_dir), *samples,
                                    *settings, "--set", f"max_minutes={budget}"])
             runs[variant] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
+    wanted = set(args.variants)
+    clones: dict[str, tuple[Path, float]] = {}  # clone variant -> its run folder and wall time
     for variant, settings in SHARE_BC.items():
-        if variant in args.variants:
+        if variant in wanted or any(FROM_CLONE[v][0] == variant for v in wanted & set(FROM_CLONE)):
             run_dir = args.runs / f"{variant}-s{seed}"
             _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(run_dir), *samples,
                                    *settings, "--set", f"max_minutes={budget * args.bc_share}"])
-            runs[variant] = {"run_dirs": [str(run_dir)], "wall_s": [_wall_s(run_dir)]}
-    if not ({"bc", *FROM_CLONE} & set(args.variants)):
-        return runs
-    bc_dir = args.runs / f"bc-s{seed}"
-    _train(args, [*common, "--algo", "bc", "--expert", EXPERT, "--run-dir", str(bc_dir), *samples,
-                           "--set", f"max_minutes={budget * args.bc_share}"])
-    bc_wall = _wall_s(bc_dir)
-    if "bc" in args.variants:
-        runs["bc"] = {"run_dirs": [str(bc_dir)], "wall_s": [bc_wall]}
-    for variant, algo in FROM_CLONE.items():
-        if variant in args.variants:
+            clones[variant] = (run_dir, _wall_s(run_dir))
+            if variant in wanted:
+                runs[variant] = {"run_dirs": [str(run_dir)], "wall_s": [clones[variant][1]]}
+    for variant, (clone, algo) in FROM_CLONE.items():
+        if variant in wanted:
+            bc_dir, bc_wall = clones[clone]
             run_dir = args.runs / f"{variant}-s{seed}"
             left = max(budget - bc_wall / 60.0, 0.5)
             _train(args, [*common, *RL_SETTINGS[algo], "--init-from", str(bc_dir), "--run-dir",
@@ -297,7 +300,7 @@ def _curves(rows: list[dict[str, Any]], path: Path) -> None:
                 steps, returns, _ = zip(*row["curve"])
                 axis.plot(steps, returns, marker="o", label=f"seed {row['seed']}")
         axis.set_title(LABELS[variant])
-        axis.set_xlabel("training samples" if variant == "bc" or variant in {**WHOLE_BUDGET_BC, **SHARE_BC}
+        axis.set_xlabel("training samples" if variant in {**WHOLE_BUDGET_BC, **SHARE_BC}
                         else "env steps (after the clone)" if variant in FROM_CLONE else "env steps")
         axis.set_ylabel("selection-seed mean return")
         axis.grid(alpha=0.3)
