@@ -30,6 +30,8 @@ from drivelab.core.files import atomic_dir, check_writable, write_json_atomic, w
 
 MAX_WEIGHTS_BYTES = 2 * 1024 * 1024  # one zoo agent; the whole zoo stays under ~40 MB
 VIDEO_MAX_WIDTH = 480  # px: a model card's clip, not a recording
+# A longer episode plays faster (frames evenly spaced): racetrack's 150 s at 30 fps made a 12 MB clip
+VIDEO_MAX_FRAMES = 450
 
 
 def configure(parser: argparse.ArgumentParser, command: str) -> None:
@@ -196,7 +198,7 @@ def run_add(args: argparse.Namespace) -> int:
         shutil.copyfile(weights, staging / spec["weights"])
         write_json_atomic(staging / zoo.CARD_JSON, card)
         write_text_atomic(staging / "README.md", model_card(card))
-        write_mp4(staging / "episode.mp4", shrink_clip(episode.frames, VIDEO_MAX_WIDTH, len(episode.frames)),
+        write_mp4(staging / "episode.mp4", shrink_clip(episode.frames, VIDEO_MAX_WIDTH, VIDEO_MAX_FRAMES),
                   fps=episode.fps)
     print(f"added {card['label']}: return {_with_ci(stats.mean_return, card['metrics']['mean_return_ci'])}, "
           f"crashes {_percent(stats.crash_rate)} over {stats.num_episodes} protocol episodes -> {folder}")

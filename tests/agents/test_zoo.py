@@ -70,3 +70,14 @@ def test_add_refuses_existing_agent_and_large_weights(zoo_dir, ppo_run, capsys, 
     assert main(["zoo", "add", best, "--zoo-dir", str(zoo_dir / "other")]) == 2
     err = capsys.readouterr().err
     assert "MiB" in err and "Traceback" not in err and not (zoo_dir / "other").exists()
+
+
+def test_a_long_episode_makes_a_short_clip(ppo_run, monkeypatch, tmp_path):
+    """The card's clip keeps at most VIDEO_MAX_FRAMES frames, evenly spaced, however long the episode."""
+    from drivelab.benchmarks.cli import zoo as zoo_cli
+
+    monkeypatch.setattr(zoo_cli, "VIDEO_MAX_FRAMES", 5)
+    assert main(["zoo", "add", str(ppo_run.run_dir / "best"), "--episodes", "1", "--num-envs", "1",
+                 "--zoo-dir", str(tmp_path)]) == 0
+    frames = list(iio.imiter(tmp_path / "ppo" / "highway-fast" / "episode.mp4"))
+    assert len(frames) == 5
