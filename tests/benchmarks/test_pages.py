@@ -263,7 +263,7 @@ def test_leaderboard_script_replaces_an_agent_re_evaluated_with_new_weights(tmp_
     from drivelab.benchmarks.bench import leaderboard as bench_leaderboard
 
     db, results = tmp_path / "lb.db", tmp_path / "results"
-    monkeypatch.setattr(bench_leaderboard, "rl_report", lambda db, env_id: {"agents": []})
+    monkeypatch.setattr(bench_leaderboard, "rl_report", lambda db, env_id, previous=None: {"agents": []})
     boards = []
     for agents in (["idle", "random"], ["idle"]):
         planned = bench_leaderboard.plan_entries(agents, tmp_path / "none", HIGHWAY, tmp_path / "videos")
