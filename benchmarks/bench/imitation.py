@@ -45,12 +45,13 @@ RESULTS = Path("benchmarks/results")
 ENV_ID = "drivelab/highway-fast-v0"
 EXPERT = "baseline:idm"
 VARIANTS = ("ppo", "bc", "bc_bal", "bc_bal1", "bc_full", "bc_ref", "bc_ppo", "bc_ppo_kl", "bc_dqn", "bc_dqn_safe",
-            "bc_bal_ppo")
+            "bc_bal_ppo", "bc_bal_ppo_kl", "bc_bal_dqn")
 LABELS = {"ppo": "PPO from scratch", "bc": "BC", "bc_bal": "BC, class-balanced",
           "bc_bal1": "BC, fully class-balanced", "bc_full": "BC, whole budget",
           "bc_ref": "BC + highway-env DAgger", "bc_ppo": "BC -> PPO",
           "bc_ppo_kl": "BC -> PPO + KL", "bc_dqn": "BC -> DQN", "bc_dqn_safe": "BC -> DQN, crash penalty",
-          "bc_bal_ppo": "class-balanced BC -> PPO"}
+          "bc_bal_ppo": "class-balanced BC -> PPO", "bc_bal_ppo_kl": "class-balanced BC -> PPO + KL",
+          "bc_bal_dqn": "class-balanced BC -> DQN"}
 # BC alone given the whole budget spends it on more DAgger rounds (the learner drives, the expert
 # labels): 8 rounds of 20k samples took 20 minutes with a 96 m view on this machine; the budget
 # stops it where it is, keeping the best clone on the selection seeds.
@@ -72,7 +73,8 @@ SHARE_BC = {"bc": [], "bc_bal": ["--set", "bc.class_balance=0.5"],
             "bc_bal1": ["--set", "bc.class_balance=1.0"]}
 # RL variants started from one of the seed's clones (a SHARE_BC run, e.g. bc-sN), by their RL_SETTINGS key
 FROM_CLONE = {"bc_ppo": ("bc", "ppo"), "bc_ppo_kl": ("bc", "ppo_kl"), "bc_dqn": ("bc", "dqn"),
-              "bc_dqn_safe": ("bc", "dqn_safe"), "bc_bal_ppo": ("bc_bal", "ppo")}
+              "bc_dqn_safe": ("bc", "dqn_safe"), "bc_bal_ppo": ("bc_bal", "ppo"),
+              "bc_bal_ppo_kl": ("bc_bal", "ppo_kl"), "bc_bal_dqn": ("bc_bal", "dqn")}
 BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a run (``--reuse``)
 BENCH_EVAL = "bench_eval.json"  # a run's (or, in --runs, the expert's) protocol result (``--reuse``)
 # The suite's RL settings (benchmarks/suites/highway-camera.yaml); a started DQN explores at its
