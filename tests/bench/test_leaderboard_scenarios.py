@@ -117,7 +117,7 @@ def test_the_per_seed_report_keeps_the_seeds_of_an_earlier_board(tmp_path):
     """A seed evaluated on a lost board stays in rl_SCENARIO until its policy is evaluated again."""
     from board_samples import make_metadata, run
 
-    from drivelab.benchmarks.bench.leaderboard import rl_report, rl_report_md
+    from drivelab.benchmarks.bench.rl_reports import rl_report, rl_report_md
 
     with Leaderboard(tmp_path / "lb.db") as board:
         board.submit(make_metadata(env_id=MERGE, agent_name="ppo-camera"),

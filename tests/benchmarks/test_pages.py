@@ -238,7 +238,7 @@ def test_leaderboard_script_evaluates_only_the_agents_asked_for(tmp_path):
 
 
 def test_rl_report_reads_each_runs_training_budget(tmp_path):
-    from drivelab.benchmarks.bench.leaderboard import _training_record, rl_report_md
+    from drivelab.benchmarks.bench.rl_reports import _training_record, rl_report_md
 
     run = tmp_path / "highway-fast_ppo_s0"
     (run / "final").mkdir(parents=True)
