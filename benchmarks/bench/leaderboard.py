@@ -43,7 +43,14 @@ from drivelab.benchmarks.bench.leaderboard_tables import (
     scenario_table_md,
     short_name,
 )
-from drivelab.benchmarks.bench.rl_reports import ALGOS, RL_REPORT_ENV, rl_report, rl_report_md
+from drivelab.benchmarks.bench.rl_reports import (
+    ALGOS,
+    RL_REPORT_ENV,
+    previous_report,
+    report_stem,
+    rl_report,
+    rl_report_md,
+)
 from drivelab.benchmarks.leaderboard import board_file, pages, submit
 from drivelab.benchmarks.leaderboard.database import parse_location
 from drivelab.benchmarks.leaderboard.store import LeaderboardError, check_board_path
@@ -284,10 +291,8 @@ def build_boards(
     # Per training seed, for every scenario evaluated (with --pages-only: every one asked for) that
     # has trained runs on the board.
     for env_id in dict.fromkeys([*plans, *scenarios]):
-        stem = "rl_highway_camera" if env_id == RL_REPORT_ENV else f"rl_{short_name(env_id)}"
-        previous = json.loads((results / f"{stem}.json").read_text()) if (results / f"{stem}.json").is_file() \
-            else None  # fmt: skip
-        scenario_report = rl_report(db, env_id, previous)
+        stem = report_stem(env_id, short_name(env_id))
+        scenario_report = rl_report(db, env_id, previous_report(results / f"{stem}.json"))
         if scenario_report["agents"]:
             write_json_atomic(results / f"{stem}.json", scenario_report)
             write_text_atomic(results / f"{stem}.md", rl_report_md(scenario_report) + "\n")
@@ -336,6 +341,8 @@ def run(args: argparse.Namespace) -> int:
     check_board_path(args.db)
     if (RESULTS / BOARD_FILE).is_file():
         board_file.read(RESULTS / BOARD_FILE)  # a damaged file is said now, not after the evaluations
+    for env_id in env_ids:  # so is a damaged per-seed report, whose earlier seeds the new one keeps
+        previous_report(RESULTS / f"{report_stem(env_id, short_name(env_id))}.json")
     plans = {} if args.pages_only else {
         env_id: plan_entries(args.agents, args.runs, env_id, args.videos / short_name(env_id),
                              args.examples / short_name(env_id))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from drivelab.benchmarks.leaderboard.store import Leaderboard
+from drivelab.core.errors import ConfigError
 from drivelab.core.provenance import machine_info
 
 RL_REPORT_ENV = "drivelab/highway-fast-v0"  # rl_highway_camera.{json,md}: the highway-camera suite's agents
@@ -39,6 +40,28 @@ def _training_record(policy_label: str) -> dict[str, Any]:
 def _spread(values: np.ndarray) -> float:
     """Sample standard deviation across training seeds (0 for a single seed)."""
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def report_stem(env_id: str, short_name: str) -> str:
+    """File stem of a scenario's report under benchmarks/results (highway-fast's keeps its suite's name)."""
+    return "rl_highway_camera" if env_id == RL_REPORT_ENV else f"rl_{short_name}"
+
+
+def previous_report(path: Path) -> dict[str, Any] | None:
+    """The report written before at ``path`` (None when there is none).
+
+    Raises:
+        ConfigError: the file is there but not a readable report (its seeds would be lost silently).
+    """
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} is not a readable report ({error}); restore it from git or delete it") from error
+    if not isinstance(report, dict):
+        raise ConfigError(f"{path} is not a per-seed report; restore it from git or delete it")
+    return report
 
 
 def _earlier_runs(previous: Mapping[str, Any] | None, agent: str, labels: set[str]) -> list[dict[str, Any]]:

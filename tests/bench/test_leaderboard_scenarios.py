@@ -154,3 +154,20 @@ def test_reports_only_leaves_the_pages_of_the_whole_board_alone(tmp_path):
     assert [run["episodes"] for run in report["agents"][0]["runs"]] == [3]
     assert json.loads((results / bench_leaderboard.BOARD_FILE).read_text())["entries"][0]["metadata"][
         "agent_name"] == "ppo-camera"
+
+
+def test_a_damaged_per_seed_report_is_one_line_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """Its earlier seeds would be dropped silently: said before any evaluation, nothing written."""
+    from drivelab.benchmarks.cli import main
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "rl_merge.json").write_text("{broken")
+    monkeypatch.setattr(bench_leaderboard, "RESULTS", results)
+    monkeypatch.setattr(bench_leaderboard.submit, "evaluate_and_submit", None)  # calling it would fail
+    argv = ["bench", "leaderboard", "--scenarios", "merge", "--agents", "idle", "--db", str(tmp_path / "lb.db"),
+            "--html", str(tmp_path / "html")]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rl_merge.json is not a readable report" in err[0]
+    assert sorted(p.name for p in results.iterdir()) == ["rl_merge.json"] and not (tmp_path / "lb.db").exists()
