@@ -213,7 +213,11 @@ class TrainConfig:
     # PPO started from init_from: weight of a KL(clone || policy) penalty in the loss, falling
     # linearly to 0 over clone_kl_decay_steps env steps (drivelab.agents.clone_anchor); 0 = off.
     clone_kl_coef: float = bounded(0.0, low=0)
-    clone_kl_decay_steps: int = bounded(200_000, low=1, high=MAX_STEPS)
+    clone_kl_decay_steps: int = bounded(200_000, low=1, high=MAX_STEPS)  # also clone_margin_coef's decay
+    # DQN started from init_from: weight of a large-margin loss (DQfD) keeping the clone's greedy action's
+    # Q-value clone_margin above the others on replayed frames, decaying as clone_kl_coef does; 0 = off.
+    clone_margin_coef: float = bounded(0.0, low=0)
+    clone_margin: float = bounded(0.8, low=0, low_open=True)
     checkpoint_every_steps: int = bounded(20_000, low=1, high=MAX_STEPS)
     eval_every_steps: int = bounded(20_000, low=0, high=MAX_STEPS)  # 0 disables periodic evaluation
     eval_episodes: int = bounded(20, low=1, high=100_000)
@@ -291,6 +295,9 @@ class TrainConfig:
             raise ConfigError("init_from starts PPO or DQN from a policy; sac starts from random weights")
         if self.clone_kl_coef > 0 and not (self.algo == "ppo" and self.init_from):
             raise ConfigError("clone_kl_coef keeps PPO near the clone it starts from: needs --algo ppo and init_from")
+        if self.clone_margin_coef > 0 and not (self.algo == "dqn" and self.init_from):
+            raise ConfigError("clone_margin_coef keeps DQN near the clone it starts from: needs --algo dqn and "
+                              "init_from")
         if self.clone_kl_coef > 0 and self.ppo is not None and self.ppo.ent_coef <= 0:
             raise ConfigError("clone_kl_coef adds its penalty through PPO's entropy term: set ppo.ent_coef > 0")
         if self.ppo is not None and self.ppo.batch_size > self.ppo.n_envs * self.ppo.n_steps:

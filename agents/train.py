@@ -52,7 +52,7 @@ from drivelab.agents.callbacks import (
     TrainingProgressBar,
 )
 from drivelab.agents.checkpoints import CheckpointInfo, find_last_checkpoint, load_checkpoint
-from drivelab.agents.clone_anchor import CloneAnchor, CloneKLSchedule
+from drivelab.agents.clone_anchor import CloneAnchor, CloneKLSchedule, CloneMargin
 from drivelab.agents.configs import TrainConfig
 from drivelab.agents.errors import ConfigError
 from drivelab.agents.evaluation import EvaluationResult
@@ -233,9 +233,10 @@ def train(
         return train_bc(config, run_dir, resume=resume, force=force, command=command, device=device,
                         progress_bar=progress_bar, on_evaluation=on_evaluation)
     checkpoint: CheckpointInfo | None = find_last_checkpoint(run_dir / CHECKPOINTS) if resume else None
-    # The clone: to start from (a fresh run), and to stay near (clone_kl_coef, resumes too: its
-    # network is not in checkpoints); loaded and checked before any env is built.
-    needs_clone = config.init_from and (checkpoint is None or config.clone_kl_coef > 0)
+    # The clone: to start from (a fresh run), and to stay near (clone_kl_coef, clone_margin_coef, resumes
+    # too: its network is not in checkpoints); loaded and checked before any env is built.
+    anchored = config.clone_kl_coef > 0 or config.clone_margin_coef > 0
+    needs_clone = config.init_from and (checkpoint is None or anchored)
     clone = check_init_from(config) if needs_clone else None
     start_step = checkpoint.step if checkpoint else 0
     n_envs = config.algo_config.n_envs
@@ -272,6 +273,9 @@ def train(
         if clone is not None and config.clone_kl_coef > 0:
             callbacks.append(CloneKLSchedule(CloneAnchor(model, clone.sb3_policy, config.clone_kl_coef,
                                                          config.clone_kl_decay_steps)))
+        if clone is not None and config.clone_margin_coef > 0:
+            CloneMargin(model, clone.sb3_policy, config.clone_margin_coef, config.clone_margin,
+                        config.clone_kl_decay_steps)
         result = _learn(model, config, run_dir, progress_bar, log_every_steps, callbacks, wall_before_s,
                         on_evaluation)
         record_finish(run_dir, {"num_timesteps": result.num_timesteps, "steps_per_s": result.steps_per_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 
@@ -22,7 +24,7 @@ from drivelab.agents import (
     load_train_config,
     train,
 )
-from drivelab.agents.clone_anchor import clone_kl
+from drivelab.agents.clone_anchor import clone_actions, clone_kl, margin_loss
 from drivelab.agents.expert_data import RecordingSpec, load, record
 from drivelab.agents.imitation import agreement
 
@@ -275,6 +277,77 @@ def test_clone_kl_penalty_keeps_ppo_near_its_clone_and_decays(bc_run: TrainResul
         tiny_config("ppo", clone_kl_coef=1.0)  # no init_from
     with pytest.raises(ConfigError, match="ent_coef"):
         tiny_config("ppo", init_from=str(bc_run.run_dir), clone_kl_coef=1.0, **{"ppo.ent_coef": 0.0})
+
+
+def test_margin_loss_is_zero_once_the_label_leads_by_the_margin() -> None:
+    q_values = torch.tensor([[1.0, 2.0, 0.5], [3.0, 0.0, 2.5], [0.0, 0.0, 0.0]])
+    labels = torch.tensor([1, 0, 2])
+    # row 0: label leads by 1.0 >= 0.8 -> 0; row 1: leads by 0.5 -> 0.8 - 0.5; row 2: ties -> 0.8
+    torch.testing.assert_close(margin_loss(q_values, labels, 0.8), torch.tensor([0.0, 0.3, 0.8]))
+
+
+class MarginUpdateProbe(BaseCallback):
+    """At the end of training: one CloneMargin step at a negligible weight against SB3's DQN.train."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parameters: dict[str, list[torch.Tensor]] = {}
+
+    def _on_training_end(self) -> None:
+        model, anchor = self.model, self.model.train.__self__
+        weights = copy.deepcopy(model.policy.state_dict())
+        optimizer = copy.deepcopy(model.policy.optimizer.state_dict())
+        anchor.initial_coef = 1e-9
+        for name, step in (("sb3", lambda: DQN.train(model, 2, 16)), ("anchored", lambda: model.train(2, 16))):
+            model.policy.load_state_dict(weights)
+            model.policy.optimizer.load_state_dict(copy.deepcopy(optimizer))  # Adam steps its state in place
+            np.random.seed(0)  # SB3's replay buffer samples with numpy's global generator
+            torch.manual_seed(0)
+            step()
+            self.parameters[name] = [p.detach().clone() for p in model.q_net.parameters()]
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def test_clone_margin_keeps_dqn_near_its_clone_and_decays(bc_run: TrainResult, held_out_data, tmp_path: Path,
+                                                           tiny_config, read_jsonl) -> None:
+    frames = held_out_data.observations
+    clone = load_policy(bc_run.run_dir / "final")
+    agreement_with_clone = {}
+    for coef in (0.0, 5.0):
+        probe = MarginUpdateProbe()
+        config = tiny_config("dqn", init_from=str(bc_run.run_dir / "final"), total_steps=768, eval_every_steps=0,
+                             camera=CAMERA, clone_margin_coef=coef, clone_kl_decay_steps=1536,
+                             **{"dqn.net_arch": [32], "dqn.learning_rate": 3e-3, "dqn.learning_starts": 0,
+                                "dqn.exploration_initial_eps": 1.0, "dqn.exploration_final_eps": 1.0})
+        train(config, tmp_path / f"m{coef}", progress_bar=False, extra_callbacks=[probe] if coef else [])
+        trained = load_policy(tmp_path / f"m{coef}" / "final")
+        agreement_with_clone[coef] = float(np.mean(trained.act(frames) == clone.act(frames)))
+        if coef:  # the update is SB3's own plus the (here negligible) margin term
+            for ours, sb3 in zip(probe.parameters["anchored"], probe.parameters["sb3"], strict=True):
+                torch.testing.assert_close(ours, sb3, rtol=1e-4, atol=1e-6)
+    # random driving and a high learning rate pull plain DQN off the clone; the margin holds it there
+    assert agreement_with_clone[5.0] >= 0.9 and agreement_with_clone[5.0] > agreement_with_clone[0.0] + 0.05
+    rows = read_jsonl(tmp_path / "m5.0" / "metrics.jsonl")
+    weights = [row["losses/clone_margin_coef"] for row in rows if "losses/clone_margin_coef" in row]
+    assert weights and weights == sorted(weights, reverse=True) and weights[-1] < 5.0
+    assert any("losses/clone_margin" in row for row in rows)
+    with torch.no_grad():  # the clone's labels are its greedy actions
+        observations = torch.as_tensor(frames[:64])
+        np.testing.assert_array_equal(clone_actions(clone.sb3_policy, observations).numpy(), clone.act(frames[:64]))
+    resumed = tiny_config("dqn", init_from=str(bc_run.run_dir / "final"), total_steps=1024, eval_every_steps=0,
+                          camera=CAMERA, clone_margin_coef=5.0, clone_kl_decay_steps=1536,
+                          **{"dqn.net_arch": [32], "dqn.learning_rate": 3e-3, "dqn.learning_starts": 0,
+                             "dqn.exploration_initial_eps": 1.0, "dqn.exploration_final_eps": 1.0})
+    train(resumed, tmp_path / "m5.0", resume=True, progress_bar=False)  # the clone is loaded again
+    weights = [row["losses/clone_margin_coef"] for row in read_jsonl(tmp_path / "m5.0" / "metrics.jsonl")
+               if "losses/clone_margin_coef" in row]
+    assert weights[-1] < 5.0 * (1 - 768 / 1536)  # the decay goes on from the checkpoint's step
+    with pytest.raises(ConfigError, match="clone_margin_coef"):
+        tiny_config("dqn", clone_margin_coef=1.0)  # no init_from
+    with pytest.raises(ConfigError, match="clone_margin_coef"):
+        tiny_config("ppo", init_from=str(bc_run.run_dir), clone_margin_coef=1.0)
 
 
 def test_class_balance_weights_each_action_by_its_inverse_share() -> None:

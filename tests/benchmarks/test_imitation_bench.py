@@ -80,7 +80,7 @@ def test_every_variant_of_a_seed_gets_the_same_budget(tmp_path: Path) -> None:
     args = argparse.Namespace(dispatch=dispatch, reuse=False, threads=1, settings=["camera.hud=true"], minutes=30.0,
                               bc_share=0.4, bc_samples=None, runs=tmp_path,
                               variants=["ppo", "bc", "bc_bal", "bc_bal1", "bc_full", "bc_ppo", "bc_dqn",
-                                        "bc_dqn_safe", "bc_bal_ppo", "bc_bal_dqn"])
+                                        "bc_dqn_safe", "bc_bal_ppo", "bc_bal_dqn", "bc_bal_dqn_margin"])
     runs = _train_seed(args, 3)
     by_run = {Path(argv[argv.index("--run-dir") + 1]).name: argv for argv in commands}
     budget = {name: argv[-1] for name, argv in by_run.items()}  # each command ends with its budget
@@ -88,7 +88,7 @@ def test_every_variant_of_a_seed_gets_the_same_budget(tmp_path: Path) -> None:
                       "bc_bal-s3": "max_minutes=12.0", "bc_bal1-s3": "max_minutes=12.0",
                       "bc_ppo-s3": "max_minutes=18.0", "bc_dqn-s3": "max_minutes=18.0",
                       "bc_dqn_safe-s3": "max_minutes=18.0", "bc_bal_ppo-s3": "max_minutes=18.0",
-                      "bc_bal_dqn-s3": "max_minutes=18.0"}
+                      "bc_bal_dqn-s3": "max_minutes=18.0", "bc_bal_dqn_margin-s3": "max_minutes=18.0"}
     for argv in commands:
         assert argv[argv.index("--seed") + 1] == "3" and "camera.hud=true" in argv
     assert "bc.dagger_rounds=12" in by_run["bc_full-s3"] and "bc.dagger_rounds=12" not in by_run["bc-s3"]
@@ -99,6 +99,9 @@ def test_every_variant_of_a_seed_gets_the_same_budget(tmp_path: Path) -> None:
     assert by_run["bc_dqn_safe-s3"][by_run["bc_dqn_safe-s3"].index("--init-from") + 1] == str(tmp_path / "bc-s3")
     assert by_run["bc_bal_ppo-s3"][by_run["bc_bal_ppo-s3"].index("--init-from") + 1] == str(tmp_path / "bc_bal-s3")
     assert by_run["bc_bal_dqn-s3"][by_run["bc_bal_dqn-s3"].index("--init-from") + 1] == str(tmp_path / "bc_bal-s3")
+    margin = by_run["bc_bal_dqn_margin-s3"]
+    assert margin[margin.index("--init-from") + 1] == str(tmp_path / "bc_bal-s3")
+    assert "clone_margin_coef=1.0" in margin and "clone_margin_coef=1.0" not in by_run["bc_bal_dqn-s3"]
     assert len(commands) == len(by_run)  # each clone trained once, however many variants start from it
     assert runs["bc_ppo"]["run_dirs"] == [str(tmp_path / "bc-s3"), str(tmp_path / "bc_ppo-s3")]
     assert runs["bc_ppo"]["wall_s"] == [720.0, 720.0] and runs["bc_full"]["wall_s"] == [720.0]
