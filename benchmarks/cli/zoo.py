@@ -103,21 +103,45 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _training_record(export_folder: Path) -> dict[str, Any]:
-    """The command, steps, wall time, hardware and commit of the run that made an export."""
+    """The command, steps, wall time, hardware and commit of the run that made an export, and, for a
+    run started from another policy (``init_from``, e.g. a behaviour clone), that run's command and wall
+    time (``started_from``): the agent's cost includes it."""
     run_dir = export_folder.parent
     record: dict[str, Any] = {}
-    run_json = run_dir / "run.json"
-    if run_json.is_file():
-        invocations = json.loads(run_json.read_text()).get("invocations", [])
-        if invocations:
-            first = invocations[0]
-            record["command"] = " ".join(first.get("command", []))
-            record["commit"] = first.get("git")
-            record["device"] = first.get("device")
-            machine = first.get("machine", {})
-            record["hardware"] = (f"{machine.get('cpu', '?')} ({machine.get('cpu_affinity', '?')} cores)"
-                                  if machine else None)
+    invocations = _invocations(run_dir)
+    if invocations:
+        first = invocations[0]
+        record["command"] = " ".join(first.get("command", []))
+        record["commit"] = first.get("git")
+        record["device"] = first.get("device")
+        machine = first.get("machine", {})
+        record["hardware"] = (f"{machine.get('cpu', '?')} ({machine.get('cpu_affinity', '?')} cores)"
+                              if machine else None)
+    config_json = run_dir / "config.json"
+    init_from = json.loads(config_json.read_text()).get("init_from") if config_json.is_file() else None
+    if init_from:
+        source = Path(init_from)
+        source_run = source if (source / "run.json").is_file() else source.parent  # a run or its export
+        earlier = _invocations(source_run)
+        record["started_from"] = {
+            "policy": init_from,
+            "command": " ".join(earlier[0].get("command", [])) if earlier else None,
+            "wall_s": sum((i.get("finished") or {}).get("wall_s") or 0.0 for i in earlier) or None,
+        }
     return record
+
+
+def _invocations(run_dir: Path) -> list[dict[str, Any]]:
+    run_json = run_dir / "run.json"
+    return json.loads(run_json.read_text()).get("invocations", []) if run_json.is_file() else []
+
+
+def _started_from_rows(started: dict[str, Any] | None) -> list[str]:
+    """Model-card rows for the policy a run started from (none for a run from random weights)."""
+    if not started:
+        return []
+    wall = f"{started['wall_s'] / 60:.1f} min" if started.get("wall_s") else "?"
+    return [f"| started from | `{started['policy']}`, trained in {wall} by `{started.get('command') or '?'}` |"]
 
 
 def model_card(card: dict[str, Any]) -> str:
@@ -144,6 +168,7 @@ def model_card(card: dict[str, Any]) -> str:
         f"| training wall time | {card['training_wall_s'] / 60:.1f} min |" if card.get("training_wall_s")
         else "| training wall time | ? |",
         f"| training command | `{t.get('command', '?')}` |",
+        *_started_from_rows(t.get("started_from")),
         f"| hardware | {t.get('hardware') or '?'}, device {t.get('device') or '?'} |",
         f"| commit | {t.get('commit') or '?'} |",
         f"| weights | `policy.safetensors` (weights only), sha256 `{card['weights_sha256'][:16]}...` |",

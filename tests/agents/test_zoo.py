@@ -81,3 +81,32 @@ def test_a_long_episode_makes_a_short_clip(ppo_run, monkeypatch, tmp_path):
                  "--zoo-dir", str(tmp_path)]) == 0
     frames = list(iio.imiter(tmp_path / "ppo" / "highway-fast" / "episode.mp4"))
     assert len(frames) == 5
+
+
+def test_the_card_names_the_policy_a_run_started_from(tmp_path):
+    from drivelab.benchmarks.cli.zoo import _training_record, model_card
+
+    def run(folder, command, walls, **config):
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"invocations": [
+            {"command": command, "git": "abc", "device": "cpu", "finished": {"wall_s": wall}} for wall in walls]}))
+        (folder / "config.json").write_text(json.dumps(config))
+        return folder
+
+    clone = run(tmp_path / "bc", ["drivelab", "train", "--algo", "bc"], [100.0, 140.0], init_from="")
+    ppo = run(tmp_path / "ppo", ["drivelab", "train", "--algo", "ppo"], [1500.0], init_from=str(clone / "final"))
+    record = _training_record(ppo / "best")
+    assert record["command"] == "drivelab train --algo ppo"
+    # an export folder of the clone names its run; its wall time is every invocation's (a resumed run)
+    assert record["started_from"] == {"policy": str(clone / "final"), "command": "drivelab train --algo bc",
+                                      "wall_s": 240.0}
+    assert "started_from" not in _training_record(clone / "best")
+    card = {"label": "zoo:ppo/highway-fast", "env_id": "drivelab/highway-fast-v0", "algo": "ppo",
+            "observation": "native", "protocol": "p", "backend": "highway-env", "num_timesteps": 1,
+            "training_wall_s": 1500.0, "training": record, "weights_sha256": "0" * 64, "video_seed": 0,
+            "added_by": "x", "added_at": "y",
+            "metrics": {"episodes": 2, "mean_return": 1.0, "mean_return_ci": [0.5, 1.5], "iqm_return": 1.0,
+                        "iqm_return_ci": [0.5, 1.5], "crash_rate": 0.0, "crash_rate_ci": [0.0, 0.0],
+                        "success_rate": 1.0}}
+    assert f"| started from | `{clone / 'final'}`, trained in 4.0 min by `drivelab train --algo bc` |" \
+        in model_card(card)
