@@ -83,29 +83,32 @@ BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a r
 BENCH_EVAL = "bench_eval.json"  # a run's (or, in --runs, the expert's) protocol result (``--reuse``)
 # The suite's RL settings (benchmarks/suites/highway-camera.yaml); a started DQN explores at its
 # final rate from the start, so random actions do not wreck the clone's driving in the buffer.
+PPO_SETTINGS = ["--algo", "ppo", "--set", "total_steps=1500000", "--set", "crash_penalty=5.0"]
+DQN_SETTINGS = ["--algo", "dqn", "--set", "total_steps=400000", "--set", "dqn.exploration_initial_eps=0.05",
+                "--set", "dqn.learning_starts=0"]
+
+
+def _margin(weight: float) -> list[str]:
+    """DQN's margin toward the clone (clone_margin_coef), falling to 0 over the 400k-step cap."""
+    return ["--set", f"clone_margin_coef={weight}", "--set", "clone_kl_decay_steps=400000"]
+
+
 RL_SETTINGS = {
-    "ppo": ["--algo", "ppo", "--set", "total_steps=1500000", "--set", "crash_penalty=5.0"],
+    "ppo": PPO_SETTINGS,
     # KL(clone || policy) weighted 1.0 at the start, falling to 0 after 400k env steps (about half
     # of an 18-minute PPO run here), so the first updates, driven by a young critic, keep the clone.
-    "ppo_kl": ["--algo", "ppo", "--set", "total_steps=1500000", "--set", "crash_penalty=5.0",
-               "--set", "clone_kl_coef=1.0", "--set", "clone_kl_decay_steps=400000"],
-    "dqn": ["--algo", "dqn", "--set", "total_steps=400000", "--set", "dqn.exploration_initial_eps=0.05",
-            "--set", "dqn.learning_starts=0"],
+    "ppo_kl": [*PPO_SETTINGS, "--set", "clone_kl_coef=1.0", "--set", "clone_kl_decay_steps=400000"],
+    "dqn": DQN_SETTINGS,
     # BC -> DQN as above, charged 5 for a crash as PPO is (the pre-filled expert transitions too), and
     # evaluated on the selection seeds every 20k steps instead of 50k, so the best of its ~125k steps
     # is not one of three snapshots: plain BC -> DQN drove 28 m/s into 12-20 % crashes.
-    "dqn_safe": ["--algo", "dqn", "--set", "total_steps=400000", "--set", "dqn.exploration_initial_eps=0.05",
-                 "--set", "dqn.learning_starts=0", "--set", "crash_penalty=5.0", "--set", "eval_every_steps=20000"],
+    "dqn_safe": [*DQN_SETTINGS, "--set", "crash_penalty=5.0", "--set", "eval_every_steps=20000"],
     # BC -> DQN with DQfD's large-margin loss toward the clone's greedy actions (clone_margin_coef,
-    # drivelab.agents.clone_anchor), weighted 1.0 and falling to 0 over the 400k-step cap: class-balanced
-    # BC -> DQN was at 36 % crashes on the selection seeds by its first evaluation (50k steps), its clone at 4 %.
-    "dqn_margin": ["--algo", "dqn", "--set", "total_steps=400000", "--set", "dqn.exploration_initial_eps=0.05",
-                   "--set", "dqn.learning_starts=0", "--set", "clone_margin_coef=1.0",
-                   "--set", "clone_kl_decay_steps=400000"],
+    # drivelab.agents.clone_anchor), weighted 1.0: class-balanced BC -> DQN was at 36 % crashes on the
+    # selection seeds by its first evaluation (50k steps), its clone at 4 %.
+    "dqn_margin": [*DQN_SETTINGS, *_margin(1.0)],
     # The same at a fifth of the weight: at 1.0 DQN stayed at its clone's actions (and crash rate) to the end.
-    "dqn_margin_weak": ["--algo", "dqn", "--set", "total_steps=400000", "--set", "dqn.exploration_initial_eps=0.05",
-                        "--set", "dqn.learning_starts=0", "--set", "clone_margin_coef=0.2",
-                        "--set", "clone_kl_decay_steps=400000"],
+    "dqn_margin_weak": [*DQN_SETTINGS, *_margin(0.2)],
 }
 
 
