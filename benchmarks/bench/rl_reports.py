@@ -76,10 +76,21 @@ def _earlier_runs(previous: Mapping[str, Any] | None, agent: str, labels: set[st
             if run.get("policy") not in labels]
 
 
+def _agent(name: str, algorithm: str | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One agent's runs in seed order, with the mean and spread across them."""
+    runs = sorted(runs, key=lambda run: (run["seed"] is None, run["seed"] or 0))
+    means = np.array([r["mean_return"] for r in runs])
+    crashes = np.array([r["crash_rate"] for r in runs])
+    return {"agent": name, "algorithm": algorithm, "runs": runs,
+            "mean_return": float(means.mean()), "return_std_across_seeds": _spread(means),
+            "crash_rate": float(crashes.mean()), "crash_rate_std_across_seeds": _spread(crashes)}  # fmt: skip
+
+
 def rl_report(db: Path, env_id: str, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Per training seed and across seeds: mean return and crash rate of the suite's trained agents
     (the zoo's shipped agents have their own model cards and are left out). Runs of ``previous``
-    (the report written before) that the board does not hold are kept (``_earlier_runs``)."""
+    (the report written before) that the board does not hold are kept (``_earlier_runs``), those of
+    an agent the board holds no entry of too."""
     with Leaderboard(db, readonly=True) as board:
         entries = [e for e in board.entries(env_id=env_id)
                    if e.metadata.algorithm in ALGOS and not e.metadata.agent_name.startswith("zoo-")]
@@ -93,14 +104,12 @@ def rl_report(db: Path, env_id: str, previous: Mapping[str, Any] | None = None) 
                          "mean_return": float(returns.mean()), "crash_rate": float(crashed.mean()),
                          **_training_record(run.policy_label)})
         earlier = _earlier_runs(previous, entry.metadata.agent_name, {run["policy"] for run in runs})
-        runs = sorted([*earlier, *runs], key=lambda run: (run["seed"] is None, run["seed"] or 0))
-        means = np.array([r["mean_return"] for r in runs])
-        crashes = np.array([r["crash_rate"] for r in runs])
-        agents.append({
-            "agent": entry.metadata.agent_name, "algorithm": entry.metadata.algorithm, "runs": runs,
-            "mean_return": float(means.mean()), "return_std_across_seeds": _spread(means),
-            "crash_rate": float(crashes.mean()), "crash_rate_std_across_seeds": _spread(crashes),
-        })  # fmt: skip
+        agents.append(_agent(entry.metadata.agent_name, entry.metadata.algorithm, [*earlier, *runs]))
+    on_board = {agent["agent"] for agent in agents}
+    for earlier_agent in (previous or {}).get("agents", []):
+        name = earlier_agent.get("agent")
+        if name not in on_board and earlier_agent.get("runs"):
+            agents.append(_agent(name, earlier_agent.get("algorithm"), _earlier_runs(previous, name, set())))
     target = ("mean return >= 24, crash rate <= 10%" if env_id == RL_REPORT_ENV else
               "mean return above the best rule-based driver's, crash rate at most 5 points above its")
     return {"benchmark": "rl-driving-quality", "env_id": env_id, "protocol": "drivelab-eval-v1",

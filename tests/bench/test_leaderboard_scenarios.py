@@ -114,7 +114,8 @@ def test_pages_only_rewrites_the_pages_from_the_board_without_evaluating(tmp_pat
 
 
 def test_the_per_seed_report_keeps_the_seeds_of_an_earlier_board(tmp_path):
-    """A seed evaluated on a lost board stays in rl_SCENARIO until its policy is evaluated again."""
+    """A seed evaluated on a lost board stays in rl_SCENARIO until its policy is evaluated again, and
+    so do the seeds of an agent the board holds no entry of."""
     from board_samples import make_metadata, run
 
     from drivelab.benchmarks.bench.rl_reports import rl_report, rl_report_md
@@ -126,9 +127,17 @@ def test_the_per_seed_report_keeps_the_seeds_of_an_earlier_board(tmp_path):
         {"policy": "runs/lost/s0", "seed": 0, "episodes": 30, "mean_return": 5.75, "crash_rate": 0.5,
          "trained_steps": 100, "training_min": 30.0, "best_step": 100},
         {"policy": "policy.safetensors", "seed": 1, "episodes": 30, "mean_return": -9.0, "crash_rate": 1.0,
-         "trained_steps": 100, "training_min": 30.0, "best_step": 100}]}]}
+         "trained_steps": 100, "training_min": 30.0, "best_step": 100}]},
+        {"agent": "dqn-camera", "algorithm": "dqn", "runs": [  # an agent the board holds no entry of
+            {"policy": "runs/lost/d1", "seed": 1, "episodes": 30, "mean_return": 4.0, "crash_rate": 0.2,
+             "trained_steps": 50, "training_min": 30.0, "best_step": 50},
+            {"policy": "runs/lost/d0", "seed": 0, "episodes": 30, "mean_return": 2.0, "crash_rate": 0.4,
+             "trained_steps": 50, "training_min": 30.0, "best_step": 50}]}]}
     report = rl_report(tmp_path / "lb.db", MERGE, earlier)
-    (agent,) = report["agents"]
+    agent, lost = report["agents"]
+    assert (lost["agent"], lost["algorithm"], [r["seed"] for r in lost["runs"]]) == ("dqn-camera", "dqn", [0, 1])
+    assert all(r["from_earlier_board"] for r in lost["runs"]) and lost["mean_return"] == pytest.approx(3.0)
+    assert lost["crash_rate"] == pytest.approx(0.3) and lost["return_std_across_seeds"] == pytest.approx(2 ** 0.5)
     assert [(r["seed"], r["mean_return"], r.get("from_earlier_board", False)) for r in agent["runs"]] == [
         (0, 5.75, True), (1, 1.75, False)]  # the board's evaluation of seed 1 replaces the earlier one
     assert agent["mean_return"] == pytest.approx(3.75)
