@@ -62,7 +62,11 @@ def leaderboard_md(ranked: Sequence[RankedEntry], notes_by_scenario: Notes) -> s
     scenarios += [env_id for env_id in notes_by_scenario if _not_evaluated(notes_by_scenario, env_id)]
     for env_id in dict.fromkeys(scenarios):
         lines += ["", f"## {short_name(env_id)} ({env_id})"]
-        commands = notes_by_scenario.get(env_id, {}).get("commands", {})
+        # the commands of the entries shown (a note can outlive its entry: a lost board's)
+        shown = {i.entry.metadata.agent_name for (e, _), items in groups(ranked) if e == env_id for i in items}
+        shown |= set(_not_evaluated(notes_by_scenario, env_id))
+        commands = {name: used for name, used in notes_by_scenario.get(env_id, {}).get("commands", {}).items()
+                    if name in shown}
         for command in dict.fromkeys(commands.values()):
             names = [name for name, used in commands.items() if used == command]
             lines += ["", f"{', '.join(names)}: `{command}`"]

@@ -85,6 +85,10 @@ def test_an_entry_that_cannot_drive_is_listed_with_its_reason_and_the_others_are
     table = (results / "leaderboard_scenarios.md").read_text()
     assert "| merge | 4 |" in table and "Not on the board" not in (results / "LEADERBOARD.md").read_text()
     assert Path(tmp_path / "html" / "index.html").is_file()
+    # a command whose entry the board no longer holds (a lost board's) is not shown
+    lost = {MERGE: {"commands": {"idle": "drivelab idle-command", "lost": "drivelab lost-command"}}}
+    board_md = bench_leaderboard.leaderboard_md(bench_leaderboard.pages.read_ranked(db), lost)
+    assert "idle: `drivelab idle-command`" in board_md and "lost-command" not in board_md
 
 
 def test_pages_only_rewrites_the_pages_from_the_board_without_evaluating(tmp_path, monkeypatch):
