@@ -134,11 +134,13 @@ def bc_loss(policy: ActorCriticPolicy, observations: torch.Tensor, actions: torc
     return -log_likelihood.mean()
 
 
-def class_weights(action_space: gym.Space, actions: np.ndarray, balance: float) -> np.ndarray | None:
+def class_weights(action_space: gym.Space, actions: np.ndarray, balance: float,
+                  skip: tuple[int, ...] = ()) -> np.ndarray | None:
     """Per-action loss weights ``share(a) ** -balance``, scaled so they average 1 over ``actions``.
 
     ``None`` (plain likelihood) for continuous actions or ``balance == 0``. An action absent from
-    ``actions`` gets weight 0 (it appears in no loss term anyway).
+    ``actions`` gets weight 0 (it appears in no loss term anyway). Actions in ``skip`` are not
+    balanced: they weigh as the most common action does.
     """
     if balance == 0 or not isinstance(action_space, gym.spaces.Discrete) or len(actions) == 0:
         return None
@@ -147,6 +149,8 @@ def class_weights(action_space: gym.Space, actions: np.ndarray, balance: float) 
     weights = np.zeros_like(share)
     seen = counts > 0
     weights[seen] = share[seen] ** -balance
+    left_alone = [a for a in skip if 0 <= a < len(share) and seen[a]]
+    weights[left_alone] = share.max() ** -balance
     weights /= float((share * weights).sum())  # mean over the rows = sum over actions of share * weight = 1
     return weights.astype(np.float32)
 
@@ -345,7 +349,8 @@ def _epochs(model: ClonedModel, optimizer: torch.optim.Optimizer, config: TrainC
     hyper: BCConfig = config.bc
     policy, device = model.policy, model.policy.device
     batches = max(len(train_rows) // hyper.batch_size, 1)
-    weights = class_weights(policy.action_space, data.actions[train_rows], hyper.class_balance)
+    weights = class_weights(policy.action_space, data.actions[train_rows], hyper.class_balance,
+                            hyper.class_balance_skip)
     weights = None if weights is None else torch.as_tensor(weights, device=device)
     for epoch in range(position["epoch"], hyper.epochs):
         order = train_rows[np.random.default_rng([config.seed, round_, epoch]).permutation(len(train_rows))]

@@ -365,6 +365,11 @@ def test_class_balance_weights_each_action_by_its_inverse_share() -> None:
     half = class_weights(space, labels, 0.5)
     assert float(half[labels].mean()) == pytest.approx(1.0)  # the weights average 1 over the rows
     assert half[4] / half[1] == pytest.approx(np.sqrt(7.0))
+    # actions left out of the balance weigh as the most common one (here 1, share 0.7)
+    skipped = class_weights(space, labels, 1.0, skip=(0, 3))
+    raw = np.array([1 / 0.7, 1 / 0.7, 0, 0, 1 / 0.1])  # action 3 never seen: still 0
+    np.testing.assert_allclose(skipped, raw / (np.array([0.2, 0.7, 0, 0, 0.1]) * raw).sum(), rtol=1e-6)
+    assert skipped[0] == skipped[1] and float(skipped[labels].mean()) == pytest.approx(1.0)
 
     class Logits(torch.nn.Module):  # get_distribution as ActorCriticPolicy's, on fixed logits
         def get_distribution(self, observations: torch.Tensor):
