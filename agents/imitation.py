@@ -149,7 +149,7 @@ def class_weights(action_space: gym.Space, actions: np.ndarray, balance: float,
     weights = np.zeros_like(share)
     seen = counts > 0
     weights[seen] = share[seen] ** -balance
-    left_alone = [a for a in skip if 0 <= a < len(share) and seen[a]]
+    left_alone = [a for a in skip if seen[a]]
     weights[left_alone] = share.max() ** -balance
     weights /= float((share * weights).sum())  # mean over the rows = sum over actions of share * weight = 1
     return weights.astype(np.float32)
@@ -214,9 +214,14 @@ def _check(config: TrainConfig) -> tuple[Policy, gym.Space, gym.Space]:
     probe = de.make_vec(config.env_id, num_envs=1, **env_kwargs(config))
     try:
         expert.check_env(probe)
-        return expert, probe.single_observation_space, probe.single_action_space
+        space = probe.single_action_space
     finally:
         probe.close()
+    skip = config.bc.class_balance_skip
+    if skip and not (isinstance(space, gym.spaces.Discrete) and max(skip) < space.n):
+        raise ConfigError(f"bc.class_balance_skip {list(skip)} names actions {config.env_id} does not have "
+                          f"(action space {space}); list discrete actions 0..n-1, or leave it empty")
+    return expert, probe.single_observation_space, space
 
 
 def train_bc(

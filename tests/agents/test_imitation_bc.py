@@ -178,7 +178,10 @@ def test_bad_inputs_get_one_line_before_anything_is_written(bc_run: TrainResult,
               tmp_path / "f", progress_bar=False)
     with pytest.raises(ConfigError, match="init_from"):
         bc_config(init_from=str(bc_run.run_dir))
-    assert not any((tmp_path / name).exists() for name in "abcdef")
+    with pytest.raises(ConfigError, match="class_balance_skip"):  # highway's 5 meta-actions: 0..4
+        train(bc_config(**{"bc.class_balance": 0.5, "bc.class_balance_skip": [0, 7]}), tmp_path / "g",
+              progress_bar=False)
+    assert not any((tmp_path / name).exists() for name in "abcdefg")
 
 
 @pytest.mark.slow
