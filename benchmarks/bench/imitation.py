@@ -88,13 +88,13 @@ WHOLE_BUDGET_BC = {"bc_full": BC_FULL_SETTINGS, "bc_ref": BC_REF_SETTINGS}  # va
 # log-likelihood were still improving when the last round ended, and cloning used ~4 of its 12 minutes.
 # "Class-balanced but lane changes": braking and speeding up balanced, lane changes (actions 0 and 2)
 # weighed as idling: seed 2's class-balanced clone changed lane 60 % more often than the expert.
-SHARE_BC = {"bc": [], "bc_bal": ["--set", "bc.class_balance=0.5"],
+BALANCED = ["--set", "bc.class_balance=0.5"]
+SHARE_BC = {"bc": [], "bc_bal": BALANCED,
             "bc_bal1": ["--set", "bc.class_balance=1.0"],
-            "bc_bal_refsel": ["--set", "bc.class_balance=0.5", "--set", "eval_backend=highway-env",
-                              "--set", "eval_every_steps=100000"],
-            "bc_bal_aug": ["--set", "bc.class_balance=0.5", "--set", "encoder.augment_shift_px=4"],
-            "bc_bal_ep4": ["--set", "bc.class_balance=0.5", "--set", "bc.epochs=4"],
-            "bc_bal_nolc": ["--set", "bc.class_balance=0.5", "--set", "bc.class_balance_skip=[0,2]"]}
+            "bc_bal_refsel": [*BALANCED, "--set", "eval_backend=highway-env", "--set", "eval_every_steps=100000"],
+            "bc_bal_aug": [*BALANCED, "--set", "encoder.augment_shift_px=4"],
+            "bc_bal_ep4": [*BALANCED, "--set", "bc.epochs=4"],
+            "bc_bal_nolc": [*BALANCED, "--set", "bc.class_balance_skip=[0,2]"]}
 # RL variants started from one of the seed's clones (a SHARE_BC run, e.g. bc-sN), by their RL_SETTINGS key
 FROM_CLONE = {"bc_ppo": ("bc", "ppo"), "bc_ppo_kl": ("bc", "ppo_kl"), "bc_dqn": ("bc", "dqn"),
               "bc_dqn_safe": ("bc", "dqn_safe"), "bc_bal_ppo": ("bc_bal", "ppo"),
@@ -109,16 +109,17 @@ DQN_SETTINGS = ["--algo", "dqn", "--set", "total_steps=400000", "--set", "dqn.ex
                 "--set", "dqn.learning_starts=0"]
 
 
-def _margin(weight: float) -> list[str]:
-    """DQN's margin toward the clone (clone_margin_coef), falling to 0 over the 400k-step cap."""
-    return ["--set", f"clone_margin_coef={weight}", "--set", "clone_kl_decay_steps=400000"]
+def _anchor(key: str, weight: float) -> list[str]:
+    """A pull toward the clone (clone_kl_coef for PPO, clone_margin_coef for DQN) of ``weight``,
+    falling to 0 over 400k env steps."""
+    return ["--set", f"{key}={weight}", "--set", "clone_kl_decay_steps=400000"]
 
 
 RL_SETTINGS = {
     "ppo": PPO_SETTINGS,
     # KL(clone || policy) weighted 1.0 at the start, falling to 0 after 400k env steps (about half
     # of an 18-minute PPO run here), so the first updates, driven by a young critic, keep the clone.
-    "ppo_kl": [*PPO_SETTINGS, "--set", "clone_kl_coef=1.0", "--set", "clone_kl_decay_steps=400000"],
+    "ppo_kl": [*PPO_SETTINGS, *_anchor("clone_kl_coef", 1.0)],
     "dqn": DQN_SETTINGS,
     # BC -> DQN as above, charged 5 for a crash as PPO is (the pre-filled expert transitions too), and
     # evaluated on the selection seeds every 20k steps instead of 50k, so the best of its ~125k steps
@@ -127,9 +128,9 @@ RL_SETTINGS = {
     # BC -> DQN with DQfD's large-margin loss toward the clone's greedy actions (clone_margin_coef,
     # drivelab.agents.clone_anchor), weighted 1.0: class-balanced BC -> DQN was at 36 % crashes on the
     # selection seeds by its first evaluation (50k steps), its clone at 4 %.
-    "dqn_margin": [*DQN_SETTINGS, *_margin(1.0)],
+    "dqn_margin": [*DQN_SETTINGS, *_anchor("clone_margin_coef", 1.0)],
     # The same at a fifth of the weight: at 1.0 DQN stayed at its clone's actions (and crash rate) to the end.
-    "dqn_margin_weak": [*DQN_SETTINGS, *_margin(0.2)],
+    "dqn_margin_weak": [*DQN_SETTINGS, *_anchor("clone_margin_coef", 0.2)],
 }
 
 

@@ -20,6 +20,7 @@ from drivelab.agents import env_kwargs_from_spec, load_policy, zoo
 from drivelab.agents.configs import scenario_name
 from drivelab.agents.evaluation import evaluate
 from drivelab.agents.protocol import DEFAULT_PROTOCOL, load_protocol
+from drivelab.agents.run_records import previous_wall_s
 from drivelab.agents.spec import read_spec
 from drivelab.benchmarks.leaderboard.stats import entry_stats
 from drivelab.benchmarks.viewer.episode import watch_episode
@@ -126,7 +127,7 @@ def _training_record(export_folder: Path) -> dict[str, Any]:
         record["started_from"] = {
             "policy": init_from,
             "command": " ".join(earlier[0].get("command", [])) if earlier else None,
-            "wall_s": sum((i.get("finished") or {}).get("wall_s") or 0.0 for i in earlier) or None,
+            "wall_s": previous_wall_s(source_run) or None,
         }
     return record
 
