@@ -120,6 +120,9 @@ class IDMMobilDriver:
         keep_right_bias: MOBIL asymmetry towards the right lane [m/s^2].
         safe_braking: largest deceleration imposed on the new follower [m/s^2].
         gap_margin: factor on the IDM desired gap before speeding up (> 1 = cautious).
+        escape_at_floor: at the slowest target speed, a safe lane change wins over braking when
+            the leader forces a hard deceleration (SLOWER cannot slow the ego further there, so
+            behind a slower car it only waits for the crash); False keeps braking first always.
     """
 
     def __init__(
@@ -129,7 +132,9 @@ class IDMMobilDriver:
         keep_right_bias: float = 0.4,
         safe_braking: float = 1.0,
         gap_margin: float = 1.0,
+        escape_at_floor: bool = True,
     ) -> None:
+        self.escape_at_floor = escape_at_floor
         self.target_speeds = np.asarray(target_speeds, dtype=float)  # (S,)
         self.lane_change_gain = lane_change_gain
         self.keep_right_bias = keep_right_bias
@@ -181,7 +186,9 @@ class IDMMobilDriver:
             actions = np.where(take, action, actions)
             best_gain = np.where(take, gain, best_gain)
 
-        emergency = accel_here < COMFORT_ACC_MIN  # harder than comfortable braking: brake first
+        emergency = accel_here < COMFORT_ACC_MIN  # harder than comfortable braking: brake first,
+        if self.escape_at_floor:  # unless braking cannot slow the ego (the floor) and a lane is safe
+            emergency &= ~((self._target_index == 0) & np.isfinite(best_gain))
         actions = np.where(emergency, SLOWER, actions)
         step = np.where(actions == FASTER, 1, np.where(actions == SLOWER, -1, 0))
         self._target_index = np.clip(self._target_index + step, 0, len(self.target_speeds) - 1)

@@ -181,8 +181,10 @@ def _check_outputs(out: Path) -> None:
         check_writable(path)
 
 
-# What makes two results JSONs one comparison (``--join``).
-COMPARISON = ("env_id", "minutes", "bc_share", "bc_samples", "threads", "settings", "episodes", "eval_backend")
+# What makes two results JSONs one comparison (``--join``); "expert" is the expert's own protocol
+# result, so parts whose rule-based driver changed between them (other labels, other clones) differ.
+COMPARISON = ("env_id", "minutes", "bc_share", "bc_samples", "threads", "settings", "episodes", "eval_backend",
+              "expert")
 
 
 def _join(paths: list[Path]) -> dict[str, Any]:
@@ -204,7 +206,7 @@ def _join(paths: list[Path]) -> dict[str, Any]:
         rows.update({(row["variant"], row["seed"]): row for row in record["runs"]})
     ordered = sorted((_with_curve(r) for r in rows.values()), key=lambda r: (r["seed"], VARIANTS.index(r["variant"])))
     joined = {k: records[-1][k] for k in COMPARISON}
-    return {"benchmark": "imitation", **joined, "expert": records[-1]["expert"],
+    return {"benchmark": "imitation", **joined,
             "seeds": sorted({r["seed"] for r in ordered}), "runs": ordered, "summary": _summary(ordered),
             "joined_from": [{"file": str(path), "seeds": record["seeds"], "machine": record.get("machine")}
                             for path, record in zip(paths, records)]}
@@ -394,7 +396,9 @@ def run(args: argparse.Namespace) -> int:
             evaluation = _evaluate(str(run_dir), args.episodes, run_dir / BENCH_EVAL if args.reuse else None)
             rows.append(_with_curve({"variant": variant, "seed": seed, **trained, **evaluation}))
             print({k: v for k, v in rows[-1].items() if k != "curve"}, flush=True)
-    expert = _evaluate(EXPERT, args.episodes, args.runs / BENCH_EVAL if args.reuse else None)
+    # Never reused: a rule-based driver's result follows its code, which no stored file tracks (and 50
+    # episodes of it take half a minute).
+    expert = _evaluate(EXPERT, args.episodes)
     record = {"benchmark": "imitation", "env_id": ENV_ID, "expert": expert,
               "minutes": args.minutes, "bc_share": args.bc_share, "bc_samples": args.bc_samples,
               "threads": args.threads, "seeds": args.seeds, "settings": args.settings,

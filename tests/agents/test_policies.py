@@ -78,6 +78,21 @@ def test_idm_mobil_decisions(vehicles: list, ego_lane: int, expected: int) -> No
     assert policy.act(np.zeros((1, 1)), road(vehicles, ego_lane)).tolist() == [expected]
 
 
+@pytest.mark.parametrize(
+    ("vehicles", "escape", "expected"),
+    [
+        ([(10.0, 1, 17.0)], True, LANE_RIGHT),  # at 20 m/s, the floor, closing on a 17 m/s car: leave the lane
+        ([(10.0, 1, 17.0)], False, SLOWER),  # the old rule: brake, which at the floor changes nothing
+        ([(10.0, 1, 17.0), (0.0, 0, 20.0), (0.0, 2, 20.0)], True, SLOWER),  # boxed in: nothing safer than braking
+    ],
+)
+def test_idm_at_its_slowest_target_speed_escapes_a_slower_leader(vehicles: list, escape: bool, expected: int) -> None:
+    # Braking below the slowest target speed (20 m/s) is not an action of DiscreteMetaAction, so behind
+    # a slower car a driver already there crashes unless it changes lane: a safe lane change wins.
+    policy = IDMMobilPolicy(escape_at_floor=escape)
+    assert policy.act(np.zeros((1, 1)), road(vehicles, 1, ego_speed=20.0)).tolist() == [expected]
+
+
 def test_idm_needs_vehicle_states() -> None:
     with pytest.raises(PolicySpecError, match="reads vehicle states"):
         IDMMobilPolicy().act(np.zeros((1, 1)))

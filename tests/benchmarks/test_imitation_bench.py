@@ -111,8 +111,8 @@ def _results(seeds: list[int], rows: list[tuple[str, int, float]], **comparison:
     """A results JSON as the bench writes it (the fields --join reads), with the given (variant, seed, return)."""
     return {"benchmark": "imitation", "env_id": "drivelab/highway-fast-v0", "minutes": 30.0, "bc_share": 0.4,
             "bc_samples": None, "threads": 1, "settings": ["camera.width=96"], "episodes": 50,
-            "eval_backend": "highway-env", "seeds": seeds, **comparison,
-            "expert": {"mean_return": 21.8, "crash_rate": 0.02, "mean_speed": 21.6, "episodes": 50},
+            "eval_backend": "highway-env", "seeds": seeds,
+            "expert": {"mean_return": 21.8, "crash_rate": 0.02, "mean_speed": 21.6, "episodes": 50}, **comparison,
             "runs": [{"variant": v, "seed": s, "run_dirs": [f"runs/x/{v}-s{s}"], "wall_s": [600.0], "mean_return": r,
                       "crash_rate": 0.1, "mean_speed": 21.0, "episodes": 50} for v, s, r in rows],
             "machine": {"command": f"drivelab bench imitation --seeds {' '.join(map(str, seeds))}"}}
@@ -160,8 +160,12 @@ def test_join_merges_seeds_of_one_comparison_and_refuses_another(tmp_path: Path,
     capsys.readouterr()
 
     other.write_text(json.dumps(_results([3], [("bc", 3, 20.0)], episodes=100)))
+    expert = tmp_path / "expert.json"  # the expert's driver changed: its clones learnt other labels
+    expert.write_text(json.dumps(_results([3], [("bc", 3, 20.0)], expert={"mean_return": 21.9, "crash_rate": 0.0,
+                                                                           "mean_speed": 21.6, "episodes": 50})))
     (tmp_path / "broken.json").write_text("{")
-    for bad, why in ((other, "another comparison"), (tmp_path / "broken.json", "not a results JSON"),
+    for bad, why in ((other, "another comparison"), (expert, "another comparison than"),
+                     (tmp_path / "broken.json", "not a results JSON"),
                      (tmp_path / "missing.json", "not a results JSON")):
         before = out.read_bytes()
         assert main(["bench", "imitation", "--join", str(first), str(bad), "--out", str(out)]) == 2
