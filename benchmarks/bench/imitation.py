@@ -101,7 +101,7 @@ FROM_CLONE = {"bc_ppo": ("bc", "ppo"), "bc_ppo_kl": ("bc", "ppo_kl"), "bc_dqn": 
               "bc_bal_ppo_kl": ("bc_bal", "ppo_kl"), "bc_bal_dqn": ("bc_bal", "dqn"),
               "bc_bal_dqn_margin": ("bc_bal", "dqn_margin"), "bc_bal_dqn_margin_weak": ("bc_bal", "dqn_margin_weak")}
 BENCH_COMMAND = "bench_command.json"  # the drivelab train command that made a run (``--reuse``)
-BENCH_EVAL = "bench_eval.json"  # a run's (or, in --runs, the expert's) protocol result (``--reuse``)
+BENCH_EVAL = "bench_eval.json"  # a run's protocol result (``--reuse``; the expert is evaluated every time)
 # The suite's RL settings (benchmarks/suites/highway-camera.yaml); a started DQN explores at its
 # final rate from the start, so random actions do not wreck the clone's driving in the buffer.
 PPO_SETTINGS = ["--algo", "ppo", "--set", "total_steps=1500000", "--set", "crash_penalty=5.0"]
