@@ -120,6 +120,9 @@ class DQNConfig:
     gamma: float = bounded(0.8, low=0, high=1, low_open=True)
     train_freq: int = bounded(1, low=1, high=MAX_STEPS)  # vector-env steps between updates
     gradient_steps: int = bounded(1, low=1, high=10_000)
+    # n-step returns (SB3's NStepReplayBuffer): the target sums n rewards before bootstrapping, so a
+    # crash or a faster speed reaches the Q-value of the decision n-1 steps earlier at once; 1 = plain DQN.
+    n_steps: int = bounded(1, low=1, high=1_000)
     target_update_interval: int = bounded(50, low=1, high=MAX_STEPS)
     exploration_fraction: float = bounded(0.5, low=0, high=1)
     exploration_initial_eps: float = bounded(1.0, low=0, high=1)

@@ -186,7 +186,7 @@ def build_model(config: TrainConfig, env: VecEnv, device: str) -> BaseAlgorithm:
     return DQN(
         network, env, learning_rate=hyper.learning_rate, buffer_size=hyper.buffer_size,
         learning_starts=hyper.learning_starts, batch_size=hyper.batch_size, gamma=hyper.gamma,
-        train_freq=hyper.train_freq, gradient_steps=hyper.gradient_steps,
+        train_freq=hyper.train_freq, gradient_steps=hyper.gradient_steps, n_steps=hyper.n_steps,
         target_update_interval=hyper.target_update_interval,
         exploration_fraction=hyper.exploration_fraction,
         exploration_initial_eps=hyper.exploration_initial_eps,

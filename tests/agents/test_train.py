@@ -156,3 +156,23 @@ def test_selection_can_run_on_the_reference_backend(tmp_path: Path, tiny_config)
     assert result.best_eval["mean_return"] == pytest.approx(again.summary()["mean_return"], rel=1e-9)
     with pytest.raises(ConfigError, match="eval_backend"):
         tiny_config("ppo", eval_backend="carla")
+
+
+def test_dqn_n_steps_bootstraps_after_n_discounted_rewards(tiny_config) -> None:
+    """dqn.n_steps reaches SB3: a sampled target sums n discounted rewards and discounts the rest by gamma**n."""
+    from drivelab.agents.train import build_model, make_training_env
+
+    config = tiny_config("dqn", **{"dqn.n_steps": 3, "dqn.gamma": 0.5})
+    env = make_training_env(config, seed=0)
+    try:
+        model = build_model(config, env, "cpu")
+        buffer = model.replay_buffer
+        obs = np.zeros((env.num_envs, *env.observation_space.shape), dtype=env.observation_space.dtype)
+        for step in range(6):  # rewards 1, 2, ..., 6 in every env, no episode end
+            buffer.add(obs, obs, np.zeros((env.num_envs, 1)), np.full(env.num_envs, step + 1.0),
+                       np.zeros(env.num_envs), [{} for _ in range(env.num_envs)])
+        batch = buffer._get_samples(np.array([0, 2]))  # the same rewards in every env
+    finally:
+        env.close()
+    np.testing.assert_allclose(batch.rewards.numpy().ravel(), [1 + 0.5 * 2 + 0.25 * 3, 3 + 0.5 * 4 + 0.25 * 5])
+    np.testing.assert_allclose(batch.discounts.numpy().ravel(), [0.125, 0.125])
