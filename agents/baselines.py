@@ -128,6 +128,10 @@ class RuleDriverPolicy(Policy):
         if self.driver is not None:
             self.driver.reset(mask)
 
+    def drove(self, actions: np.ndarray) -> None:
+        if self.driver is not None and hasattr(self.driver, "drove"):
+            self.driver.drove(actions)
+
     def check_env(self, env: Any) -> None:
         if env is None or not hasattr(env, "vehicle_states"):
             raise PolicySpecError(f"the {self.name} policy reads vehicle states: pass a drivelab vector env")

@@ -59,6 +59,11 @@ class Policy(abc.ABC):
     def reset(self, mask: np.ndarray | None = None) -> None:
         """Forget per-episode state of the environments where ``mask`` (B,) is True (None = all)."""
 
+    def drove(self, actions: np.ndarray) -> None:
+        """The actions the envs were stepped with after this policy's last ``act``, when another
+        policy drove them (DAgger): a policy that remembers its own choices (a rule-based driver's
+        target speed) remembers these instead, so its next labels fit the vehicle's real state."""
+
     def check_env(self, env: Any) -> None:
         """Raise ``PolicySpecError`` when the policy cannot act in ``env`` (a vector env)."""
 

@@ -141,6 +141,7 @@ class IDMMobilDriver:
         self.safe_braking = safe_braking
         self.gap_margin = gap_margin
         self._target_index = np.zeros(0, dtype=np.int64)  # (B,); -1 = unknown, read from speed
+        self._index_before = np.zeros(0, dtype=np.int64)  # (B,): the target index the last act started from
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         if mask is not None and len(mask) != len(self._target_index):
@@ -190,9 +191,20 @@ class IDMMobilDriver:
         if self.escape_at_floor:  # unless braking cannot slow the ego (the floor) and a lane is safe
             emergency &= ~((self._target_index == 0) & np.isfinite(best_gain))
         actions = np.where(emergency, SLOWER, actions)
-        step = np.where(actions == FASTER, 1, np.where(actions == SLOWER, -1, 0))
-        self._target_index = np.clip(self._target_index + step, 0, len(self.target_speeds) - 1)
+        self._index_before = self._target_index.copy()
+        self._target_index = self._stepped(self._index_before, actions)
         return actions.astype(np.int64)
+
+    def drove(self, actions: np.ndarray) -> None:
+        """The actions the envs were stepped with after the last ``act`` (another driver's, under
+        DAgger): keep the target speed index those set, not the one this driver chose."""
+        actions = np.asarray(actions, np.int64)
+        if len(actions) == len(self._index_before) == len(self._target_index):
+            self._target_index = self._stepped(self._index_before, actions)
+
+    def _stepped(self, index: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        step = np.where(actions == FASTER, 1, np.where(actions == SLOWER, -1, 0))
+        return np.clip(index + step, 0, len(self.target_speeds) - 1)
 
     def _speed_actions(self, speed: np.ndarray, current: LaneNeighbours) -> np.ndarray:
         """FASTER/IDLE/SLOWER towards the fastest target speed whose desired gap is free."""

@@ -114,12 +114,21 @@ class YieldingDriver:
         self.steps = max(1, int(round(config.horizon_s / SAMPLE_S)))
         self.times = SAMPLE_S * np.arange(1, self.steps + 1)  # (K,)
         self._target = np.zeros(0, np.int64)  # (B,); -1 unknown
+        self._target_after = np.zeros((0, 0), np.int64)  # (B, actions): the target each action of the last act leaves
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         if mask is None or len(mask) != len(self._target):
             self._target = np.full(0 if mask is None else len(mask), -1, np.int64)
         else:
             self._target[np.asarray(mask, bool)] = -1
+
+    def drove(self, actions: np.ndarray) -> None:
+        """The actions the envs were stepped with after the last ``act`` (another driver's, under
+        DAgger): keep the target speed those set, as highway-env's vehicle does, not the one
+        this driver chose."""
+        actions = np.asarray(actions, np.int64)
+        if self._target_after.shape[0] == len(actions) == len(self._target):
+            self._target = self._target_after[np.arange(len(actions)), actions]
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -281,10 +290,14 @@ class YieldingDriver:
         score = np.where(safe, 1000.0 + preference, first.astype(float) + 0.01 * preference)
         choice = score.argmax(axis=1)
         actions = np.array([candidates[c][0] for c in range(len(candidates))])[choice]
-        new_target = np.stack([np.broadcast_to(c[1], (batch,)) for c in candidates], axis=1)[rows, choice]
-        self._target = new_target.astype(np.int64)
+        targets = np.stack([np.broadcast_to(c[1], (batch,)) for c in candidates], axis=1).astype(np.int64)
         lookup = np.zeros(5, np.int64)  # meta-action -> this scenario's action index
         lookup[[SLOWER, IDLE, FASTER, LANE_LEFT, LANE_RIGHT]] = cfg.layout
+        # the target each of the scenario's actions would leave (a lane change keeps it), for ``drove``
+        self._target_after = np.repeat(self._target[:, None], max(cfg.layout) + 1, axis=1)
+        for p, candidate in enumerate(candidates):
+            self._target_after[:, lookup[candidate[0]]] = targets[:, p]
+        self._target = targets[rows, choice]
         return lookup[actions]
 
     def _preference(self, s: VehicleBatch, proj, candidates, side) -> np.ndarray:

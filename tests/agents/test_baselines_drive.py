@@ -80,3 +80,31 @@ def test_drivers_beat_random_on_the_reference_backend(env_id: str, driver: str) 
     random, rules = run("random", env_id, 16, "highway-env"), run(driver, env_id, 16, "highway-env")
     assert rules.mean_return > random.mean_return
     assert rules.crash_rate < random.crash_rate
+
+
+@pytest.mark.parametrize("env_id", ["drivelab/roundabout-v0", "drivelab/intersection-v0"])
+def test_a_driver_told_what_another_policy_drove_remembers_the_vehicles_target_speed(env_id: str) -> None:
+    """Under DAgger a learner drives and the expert labels: the yielding driver's remembered target
+    speed (what its IDLE keeps) must be the one highway-env's vehicle holds after the learner's
+    action, not the one the driver itself chose; ``drove`` keeps them equal on every step."""
+    vec = de.make_vec(env_id, num_envs=4, backend="highway-env", observation="native", num_workers=0)
+    expert, learner = make_baseline("rules", env_id), make_baseline("random", env_id, seed=3)
+    observation, _ = vec.reset(seed=FIXED_SEEDS)
+    compared = disagreed = 0
+    try:
+        for _ in range(12):
+            labels = expert.act(observation, env=vec)
+            driven = learner.act(observation, env=vec)
+            expert.drove(driven)
+            observation, _, terminated, truncated, _ = vec.step(driven)
+            done = np.asarray(terminated) | np.asarray(truncated)
+            expert.reset(done)
+            driver = expert.driver
+            for i in np.flatnonzero(~done):
+                vehicle = vec.sim.envs[i].unwrapped.vehicle
+                assert driver.speeds[driver._target[i]] == pytest.approx(vehicle.target_speed)
+                compared += 1
+                disagreed += int(driven[i] != labels[i])
+    finally:
+        vec.close()
+    assert compared >= 20 and disagreed >= 10  # the learner often drove otherwise than the expert labelled

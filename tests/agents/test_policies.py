@@ -93,6 +93,20 @@ def test_idm_at_its_slowest_target_speed_escapes_a_slower_leader(vehicles: list,
     assert policy.act(np.zeros((1, 1)), road(vehicles, 1, ego_speed=20.0)).tolist() == [expected]
 
 
+def test_idm_told_what_another_policy_drove_keeps_that_target_speed() -> None:
+    """Free road at 25 m/s in the right lane: IDM/MOBIL asks FASTER (target 30); when a learner drove SLOWER instead
+    (DAgger), its remembered target is 20 m/s, so on the same road it asks FASTER again, not IDLE."""
+    policy = IDMMobilPolicy()
+    free = road([], 2, ego_speed=25.0)  # rightmost lane: nothing to keep right for
+    assert policy.act(np.zeros((1, 1)), free).tolist() == [FASTER]
+    assert policy.act(np.zeros((1, 1)), free).tolist() == [IDLE]  # it remembers its 30 m/s
+    told = IDMMobilPolicy()
+    assert told.act(np.zeros((1, 1)), free).tolist() == [FASTER]
+    told.drove(np.array([SLOWER]))
+    assert told.driver._target_index.tolist() == [0]
+    assert told.act(np.zeros((1, 1)), free).tolist() == [FASTER]
+
+
 def test_idm_needs_vehicle_states() -> None:
     with pytest.raises(PolicySpecError, match="reads vehicle states"):
         IDMMobilPolicy().act(np.zeros((1, 1)))
