@@ -1,12 +1,15 @@
-"""Expert demonstrations: (camera frame stack, expert action) pairs recorded on the batched backend.
+"""Expert demonstrations: (observation, expert action) pairs recorded on the batched backend.
 
 A data set is a folder of chunks plus ``manifest.json``::
 
     manifest.json        format, the recording settings (env, expert, seed, camera, ...), and per
                          complete chunk its file, sample count, env seed and SHA-256
-    chunk_00000.npz      observations (N, C, H, W) uint8, actions (N,) or (N, A), rewards (N,),
-                         terminated / truncated (N,), final_observations (D, C, H, W) of the D
-                         rows that ended an episode, tail_observations (B, C, H, W) after the last step
+    chunk_00000.npz      observations (N, ...), actions (N,) or (N, A), rewards (N,),
+                         terminated / truncated (N,), final_observations (D, ...) of the D
+                         rows that ended an episode, tail_observations (B, ...) after the last step
+
+Observations are what the run trains on: camera frame stacks (C, H, W) uint8, or the scenario's
+native vector (e.g. highway-env's kinematics rows) as float32.
 
 Rows are time-major: row ``t * B + i`` is env ``i`` at step ``t`` of the chunk, so the next
 observation of a row is row ``(t + 1) * B + i`` (or its final observation where it ended an
@@ -66,6 +69,7 @@ class RecordingSpec:
     env_config: dict[str, Any] = field(default_factory=dict)
     round: int = 0  # 0: the expert drives; r >= 1: DAgger round r (the learner drives part of the time)
     beta: float = 1.0  # probability that the expert's action is the one driven
+    observation: str = "camera"  # "camera" frame stacks or the scenario's "native" vector
 
     @property
     def steps_per_chunk(self) -> int:
@@ -138,6 +142,7 @@ def _record_chunk(
             follow_expert = mixing.random(vec.num_envs) < spec.beta  # (B,)
             learned = np.asarray(learner.act(observation, env=vec, deterministic=True))
             driven = np.where(follow_expert.reshape(-1, *[1] * (labels.ndim - 1)), labels, learned)
+            expert.drove(driven)  # its remembered target speeds follow the vehicles, not its own labels
         next_observation, rewards, terminated, truncated, infos = vec.step(driven)
         rows["observations"].append(observation)
         rows["actions"].append(labels)
@@ -155,7 +160,7 @@ def _record_chunk(
         observation = next_observation
     arrays = {name: np.concatenate(values) for name, values in rows.items()}
     shape = arrays["observations"].shape[1:]
-    arrays["final_observations"] = np.stack(final) if final else np.zeros((0, *shape), np.uint8)
+    arrays["final_observations"] = np.stack(final) if final else np.zeros((0, *shape), arrays["observations"].dtype)
     arrays["tail_observations"] = np.asarray(observation)
     return arrays
 
@@ -185,7 +190,10 @@ def record(
     folder = ensure_dir(folder)
     header = {"format": DATA_FORMAT, "format_version": DATA_VERSION, "spec": asdict(spec)}
     manifest = _read_manifest(folder)
-    if manifest is not None and manifest.get("spec") != header["spec"]:
+    recorded = manifest.get("spec") if manifest is not None else None
+    if isinstance(recorded, dict):  # recordings from before the observation field are of camera frames
+        recorded = {"observation": "camera", **recorded}
+    if manifest is not None and recorded != header["spec"]:
         raise ConfigError(
             f"{folder} holds expert data recorded with other settings ({manifest.get('spec')}); "
             "give another folder or delete it"
@@ -193,8 +201,9 @@ def record(
     chunks = _verified_chunks(folder, manifest) if manifest is not None else []
     if len(chunks) >= spec.num_chunks:
         return {**header, "chunks": chunks, "samples": sum(c["samples"] for c in chunks), "complete": True}
-    vec = de.make_vec(spec.env_id, num_envs=spec.num_envs, backend=spec.backend, observation="camera",
-                      camera=dict(spec.camera) or None, config=dict(spec.env_config) or None)
+    vec = de.make_vec(spec.env_id, num_envs=spec.num_envs, backend=spec.backend, observation=spec.observation,
+                      camera=(dict(spec.camera) or None) if spec.observation == "camera" else None,
+                      config=dict(spec.env_config) or None)
     try:
         expert.check_env(vec)
         if learner is not None:
@@ -224,12 +233,12 @@ def record(
 class ExpertData:
     """Recorded rows of one or more data sets, concatenated; ``next_observation`` rebuilds transitions."""
 
-    observations: np.ndarray  # (N, C, H, W) uint8
+    observations: np.ndarray  # (N, C, H, W) uint8 camera frames, or (N, ...) float32 native vectors
     actions: np.ndarray  # (N,) int64 or (N, A) float32: the expert's labels
     rewards: np.ndarray  # (N,) float32, the env's own reward
     terminated: np.ndarray  # (N,) bool
     truncated: np.ndarray  # (N,) bool
-    next_observations: np.ndarray | None = None  # (N, C, H, W), only with transitions=True
+    next_observations: np.ndarray | None = None  # (N, ...) as observations, only with transitions=True
     window_end: np.ndarray | None = None  # (N,) bool: rows of a chunk's last step (episodes continue unseen)
     num_envs: int = 1  # B: row t * B + i is env i at step t; 0: sets of several env counts (no time-major rows)
     crashed: np.ndarray | None = None  # (N,) bool: the ego crashed on this step (None: recorded without it)

@@ -187,8 +187,10 @@ def _recording_spec(config: TrainConfig, round_: int) -> RecordingSpec:
         samples, num_envs, backend = hyper.reference_samples, hyper.reference_envs, load_protocol().reference_backend
     return RecordingSpec(
         env_id=config.env_id, expert=hyper.expert, seed=config.seed, samples=samples, num_envs=num_envs,
-        chunk_size=hyper.chunk_size, backend=backend, camera=dict(config.camera),
+        chunk_size=hyper.chunk_size, backend=backend,
+        camera=dict(config.camera) if config.observation == "camera" else {},
         env_config=dict(config.env_config), round=round_, beta=1.0 if round_ == 0 else hyper.dagger_beta ** round_,
+        observation=config.observation,
     )
 
 
@@ -208,8 +210,6 @@ def _record_round(config: TrainConfig, run_dir: Path, round_: int, expert: Polic
 
 def _check(config: TrainConfig) -> tuple[Policy, gym.Space, gym.Space]:
     """The expert and the spaces, checked before anything is written."""
-    if config.observation != "camera":
-        raise ConfigError("bc records camera frames; use observation: camera (policy: cnn)")
     expert = load_policy(config.bc.expert, config.env_id)
     probe = de.make_vec(config.env_id, num_envs=1, **env_kwargs(config))
     try:
@@ -365,7 +365,7 @@ def _epochs(model: ClonedModel, optimizer: torch.optim.Optimizer, config: TrainC
             position.update(epoch=epoch, batch=batch)
             policy.set_training_mode(True)
             index = np.sort(order[batch * hyper.batch_size:(batch + 1) * hyper.batch_size])
-            observations = torch.as_tensor(data.observations[index], device=device)  # (b, C, H, W) uint8
+            observations = torch.as_tensor(data.observations[index], device=device)  # (b, C, H, W) uint8 or (b, ...)
             actions = torch.as_tensor(data.actions[index], device=device)  # (b,) or (b, A)
             loss = bc_loss(policy, observations, actions, weights)
             optimizer.zero_grad()

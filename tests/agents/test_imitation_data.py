@@ -140,3 +140,22 @@ def test_discounted_returns_match_the_closed_form() -> None:
     gamma = 0.5
     expected = [1 + gamma * 1, 2 + gamma * 2 + gamma**2 * 2, 1, 2 + gamma * 2, 1, 2]
     np.testing.assert_allclose(discounted_returns(data, gamma), expected)
+
+
+def test_a_recording_made_before_the_observation_field_resumes_as_camera_frames(uninterrupted: Path,
+                                                                                 tmp_path: Path) -> None:
+    """Manifests written before ``RecordingSpec.observation`` existed hold camera recordings: a run
+    resumed on them keeps its chunks; asked for the native vector, the folder is refused."""
+    folder = tmp_path / "old"
+    folder.mkdir()
+    for name, payload in _files(uninterrupted).items():
+        (folder / name).write_bytes(payload)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["spec"]["observation"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert record(folder, SPEC, load_policy("baseline:idm", ENV_ID))["complete"]
+    assert {n: p for n, p in _files(folder).items() if n != "manifest.json"} == {
+        n: p for n, p in _files(uninterrupted).items() if n != "manifest.json"}
+    with pytest.raises(ConfigError, match="other settings"):
+        record(folder, RecordingSpec(**{**SPEC.__dict__, "observation": "native", "camera": {}}),
+               load_policy("baseline:idm", ENV_ID))
